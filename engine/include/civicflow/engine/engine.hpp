@@ -1,0 +1,18 @@
+/// The turn function: (flows, session, input, now) -> replies, new session, effects. Pure.
+#pragma once
+
+#include <civicflow/engine/flow.hpp>
+#include <civicflow/engine/turn.hpp>
+
+namespace civicflow::engine {
+
+/// At most this many states are entered in one turn; past it the turn stops with event R501,
+/// the citizen gets the helpline's error message and the session returns to the entry flow.
+inline constexpr int kMaxStepsPerTurn = 64;
+
+/// Runs one turn. Deterministic: same arguments, same Turn. Never does I/O, never throws for
+/// content problems (they become events). `now` is milliseconds since the epoch.
+/// Thread-safe: `flows` is only read.
+Turn turn(const FlowSet& flows, const Session& session, const Input& input, Timestamp now);
+
+}  // namespace civicflow::engine

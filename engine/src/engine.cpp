@@ -1,1 +1,1174 @@
-// placeholder: implemented in a later commit
+// The turn loop. One TurnRunner per turn: it copies the session, applies the input, enters
+// states until one waits (or a call is emitted), and returns replies, session and effects.
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <string_view>
+
+#include <civicflow/engine/engine.hpp>
+#include <civicflow/engine/text_normalize.hpp>
+
+#include "json_util.hpp"
+
+namespace civicflow::engine {
+
+namespace {
+
+constexpr std::size_t kMaxHistory = 8;
+constexpr std::size_t kMaxStack = 8;
+
+// Built-in texts used when neither the helpline file nor the step provides one.
+struct BuiltinText {
+    std::string_view key;
+    std::string_view en;
+    std::string_view hi;
+};
+
+constexpr std::array<BuiltinText, 9> kBuiltinValidatorErrors{{
+    {"pattern",
+     "That does not look right. Please try again.",
+     "यह सही नहीं लग रहा है। कृपया फिर से प्रयास करें।"},
+    {"date",
+     "Please send a valid date as DD-MM-YYYY, for example 05-08-2024.",
+     "कृपया सही तारीख DD-MM-YYYY के रूप में भेजें, जैसे 05-08-2024।"},
+    {"integer", "Please send a number in the allowed range.", "कृपया अनुमत सीमा में एक संख्या भेजें।"},
+    {"one_of", "Please send one of the choices offered.", "कृपया दिए गए विकल्पों में से एक भेजें।"},
+    {"mobile",
+     "Please send a 10-digit Indian mobile number.",
+     "कृपया 10 अंकों का भारतीय मोबाइल नंबर भेजें।"},
+    {"pin", "Please send a 6-digit PIN code.", "कृपया 6 अंकों का पिन कोड भेजें।"},
+    {"empty", "Please send an answer.", "कृपया उत्तर भेजें।"},
+    {"media", "Please send text here.", "कृपया यहाँ टेक्स्ट भेजें।"},
+    {"nothing_back", "There is nothing to go back to.", "पीछे जाने के लिए कुछ नहीं है।"},
+}};
+
+LocalizedText builtin_text(std::string_view key) {
+    for (const auto& b : kBuiltinValidatorErrors) {
+        if (b.key == key) {
+            return LocalizedText(
+                {{"en", Template::literal(b.en), {}}, {"hi", Template::literal(b.hi), {}}}
+            );
+        }
+    }
+    return {};
+}
+
+std::string_view validator_key(Validator::Kind kind) {
+    switch (kind) {
+        case Validator::Kind::kPattern:
+            return "pattern";
+        case Validator::Kind::kDate:
+            return "date";
+        case Validator::Kind::kInteger:
+            return "integer";
+        case Validator::Kind::kOneOf:
+            return "one_of";
+        case Validator::Kind::kMobile:
+            return "mobile";
+        case Validator::Kind::kPin:
+            return "pin";
+    }
+    return "pattern";
+}
+
+Waiting waiting_for(const State& state) {
+    switch (state.kind) {
+        case StateKind::kMenu:
+            return Waiting::kMenu;
+        case StateKind::kAsk:
+            return Waiting::kAnswer;
+        case StateKind::kFreeText:
+            return Waiting::kText;
+        default:
+            return Waiting::kNothing;
+    }
+}
+
+// A choice among options: by number (Indian digits too), id, whole title, or title words.
+struct Choice {
+    std::string id;
+    std::vector<std::string> titles;  // normalized, every language
+};
+
+bool word_close(std::string_view a, std::string_view b) {
+    if (a == b) {
+        return true;
+    }
+    // One typo is tolerated in words of five letters or more.
+    if (utf8_length(a) < 5 || utf8_length(b) < 5) {
+        return false;
+    }
+    return edit_distance(a, b, 1) <= 1;
+}
+
+int pick_choice(const std::vector<Choice>& choices, std::string_view normalized) {
+    if (normalized.empty()) {
+        return -1;
+    }
+    // "2", "2.", "२", "option 2" all pick the second; normalize() already mapped digits.
+    std::string_view digits = normalized;
+    if (digits.size() > 7 && digits.substr(0, 7) == "option ") {
+        digits.remove_prefix(7);
+    }
+    int number = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+    if (ec == std::errc() && ptr == digits.data() + digits.size()) {
+        if (number >= 1 && static_cast<std::size_t>(number) <= choices.size()) {
+            return number - 1;
+        }
+        return -1;
+    }
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+        if (normalize(choices[i].id) == normalized) {
+            return static_cast<int>(i);
+        }
+        for (const auto& title : choices[i].titles) {
+            if (title == normalized) {
+                return static_cast<int>(i);
+            }
+        }
+    }
+    // Title words: the option whose title shares the most words with the message wins; a tie
+    // is no choice (the message then goes to routes and FAQ).
+    const auto words = split_words(normalized);
+    int best = -1;
+    int best_score = 0;
+    bool tie = false;
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+        int score = 0;
+        for (const auto& title : choices[i].titles) {
+            int title_score = 0;
+            for (const auto tw : split_words(title)) {
+                if (utf8_length(tw) < 3) {
+                    continue;  // "of", "a", "में": too common to decide
+                }
+                for (const auto w : words) {
+                    if (word_close(w, tw)) {
+                        ++title_score;
+                        break;
+                    }
+                }
+            }
+            score = std::max(score, title_score);
+        }
+        if (score > best_score) {
+            best = static_cast<int>(i);
+            best_score = score;
+            tie = false;
+        } else if (score == best_score && score > 0) {
+            tie = true;
+        }
+    }
+    return tie ? -1 : best;
+}
+
+class TurnRunner {
+public:
+    TurnRunner(
+        const FlowSet& flows,
+        const Session& session,
+        const Input& input,
+        Timestamp now,
+        TurnTrace* trace
+    )
+        : fs_(flows)
+        , in_(input)
+        , now_(now)
+        , trace_(trace) {
+        out_.session = session;
+    }
+
+    Turn run();
+
+private:
+    Session& s() { return out_.session; }
+
+    const std::string& default_lang() const;
+    void event(std::string code, std::string message, const SourceLocation& loc);
+    std::string render(const LocalizedText& text);
+    void reply_text(const LocalizedText& text);
+    void reply_message(std::string_view key);
+    void reply_menu(std::string text, std::vector<MenuItem> options);
+    const LocalizedText* message(std::string_view key) const;
+
+    void set_builtins();
+    void clear_builtins();
+
+    const Flow* current_flow() const { return fs_.find_flow(out_.session.flow); }
+
+    const State* current_state() const;
+    bool restore_position();
+    void reset_conversation(bool keep_lang);
+    void start_entry();
+    void go(const Flow* flow, int state_index);
+    void go_target(const Flow& flow, const Target& target);
+    void prompt(const Flow& flow, const State& state);
+    void push_history();
+
+    std::optional<Command> command_of(std::string_view normalized) const;
+    void handle_command(Command command);
+    void handle_call_result();
+    void handle_menu(const Flow& flow, const State& state, std::string_view norm);
+    void handle_answer(const Flow& flow, const State& state, std::string_view norm);
+    void handle_free_text(const Flow& flow, const State& state, std::string_view norm);
+    bool try_routes(const Flow& flow, const State& state, std::string_view norm);
+    bool try_faq(const Flow& flow, std::string_view norm);
+    void not_understood(const Flow& flow, const State& state);
+    void handle_resume(std::string_view norm);
+    void handle_language_choice(std::string_view norm);
+    void handle_erase_confirm(std::string_view norm);
+    void show_language_menu();
+    int system_choice(
+        const std::vector<std::pair<std::string, std::string_view>>& options, std::string_view norm
+    ) const;
+
+    const FlowSet& fs_;
+    const Input& in_;
+    Timestamp now_;
+    TurnTrace* trace_;
+    Turn out_;
+    int steps_ = 0;
+    bool aborted_ = false;
+};
+
+const std::string& TurnRunner::default_lang() const {
+    if (const Flow* flow = current_flow(); flow != nullptr && !flow->default_language.empty()) {
+        return flow->default_language;
+    }
+    return fs_.helpline.default_language;
+}
+
+void TurnRunner::event(std::string code, std::string message, const SourceLocation& loc) {
+    out_.events.push_back(Event{std::move(code), std::move(message), loc});
+}
+
+std::string TurnRunner::render(const LocalizedText& text) {
+    const Template* tpl = text.pick(s().lang, default_lang());
+    if (tpl == nullptr) {
+        return {};
+    }
+    std::vector<std::string> missing;
+    std::string result = tpl->render(s().slots, &missing);
+    for (const auto& name : missing) {
+        SourceLocation loc;
+        for (const auto& v : text.variants()) {
+            if (&v.text == tpl) {
+                loc = v.location;
+            }
+        }
+        event("R401", "template reads slot '" + name + "', which is not set", loc);
+    }
+    return result;
+}
+
+const LocalizedText* TurnRunner::message(std::string_view key) const {
+    return fs_.helpline.message(key);
+}
+
+void TurnRunner::reply_text(const LocalizedText& text) {
+    std::string rendered = render(text);
+    if (!rendered.empty()) {
+        out_.replies.push_back(Reply{Reply::Kind::kText, std::move(rendered), {}, {}, {}});
+    }
+}
+
+void TurnRunner::reply_message(std::string_view key) {
+    if (const LocalizedText* text = message(key)) {
+        reply_text(*text);
+    }
+}
+
+void TurnRunner::reply_menu(std::string text, std::vector<MenuItem> options) {
+    out_.replies.push_back(Reply{Reply::Kind::kMenu, std::move(text), std::move(options), {}, {}});
+}
+
+// Built-in template variables live in the slots for the length of the turn only.
+void TurnRunner::set_builtins() {
+    Slots& slots = s().slots;
+    slots["lang"] = s().lang;
+    if (!in_.profile_name.empty()) {
+        slots["profile_name"] = in_.profile_name;
+    } else {
+        slots.try_emplace("profile_name");
+    }
+    std::string title;
+    if (const Flow* flow = current_flow()) {
+        if (const Template* t = flow->title.pick(s().lang, flow->default_language)) {
+            title = t->render(slots);
+        }
+    }
+    slots["flow_title"] = std::move(title);
+}
+
+void TurnRunner::clear_builtins() {
+    Slots& slots = s().slots;
+    slots.erase("lang");
+    slots.erase("flow_title");
+    // profile_name is kept: it is the citizen's own display name from the channel.
+    if (auto it = slots.find("profile_name"); it != slots.end() && it->second.empty()) {
+        slots.erase(it);
+    }
+}
+
+const State* TurnRunner::current_state() const {
+    const Flow* flow = current_flow();
+    return flow == nullptr ? nullptr : flow->find_state(out_.session.state);
+}
+
+void TurnRunner::reset_conversation(bool keep_lang) {
+    Session fresh;
+    if (keep_lang) {
+        fresh.lang = s().lang;
+    }
+    fresh.opted_out = s().opted_out;
+    fresh.created_at = s().created_at;
+    fresh.call_seq = s().call_seq;
+    fresh.flowset_version = fs_.version;
+    if (auto it = s().slots.find("profile_name"); it != s().slots.end()) {
+        fresh.slots.insert(*it);
+    }
+    out_.session = std::move(fresh);
+}
+
+void TurnRunner::start_entry() {
+    reset_conversation(true);
+    const Flow* entry =
+        fs_.helpline.entry_index >= 0 &&
+                static_cast<std::size_t>(fs_.helpline.entry_index) < fs_.flows.size()
+            ? &fs_.flows[static_cast<std::size_t>(fs_.helpline.entry_index)]
+            : nullptr;
+    if (entry == nullptr) {
+        return;
+    }
+    set_builtins();
+    go(entry, entry->start_index);
+}
+
+void TurnRunner::push_history() {
+    auto& history = s().history;
+    if (!history.empty() && history.back().flow == s().flow && history.back().state == s().state) {
+        return;
+    }
+    history.push_back(Frame{s().flow, s().state});
+    if (history.size() > kMaxHistory) {
+        history.erase(history.begin());
+    }
+}
+
+void TurnRunner::go_target(const Flow& flow, const Target& target) {
+    if (target.empty()) {
+        go(&flow, flow.start_index);
+        return;
+    }
+    const Flow* dest = &flow;
+    if (target.flow_index >= 0 && static_cast<std::size_t>(target.flow_index) < fs_.flows.size()) {
+        dest = &fs_.flows[static_cast<std::size_t>(target.flow_index)];
+    }
+    int index = target.state_index;
+    if (index < 0) {
+        const auto it = dest->state_index.find(target.state);
+        index = it == dest->state_index.end() ? dest->start_index : it->second;
+    }
+    go(dest, index);
+}
+
+void TurnRunner::go(const Flow* flow, int state_index) {
+    s().attempts = 0;
+    while (flow != nullptr && state_index >= 0 &&
+           static_cast<std::size_t>(state_index) < flow->states.size()) {
+        if (++steps_ > kMaxStepsPerTurn) {
+            event(
+                "R501",
+                "more than " + std::to_string(kMaxStepsPerTurn) +
+                    " states entered in one turn; the conversation was restarted",
+                flow->states[static_cast<std::size_t>(state_index)].location
+            );
+            aborted_ = true;
+            reply_message("error");
+            reset_conversation(true);
+            return;
+        }
+        const State& st = flow->states[static_cast<std::size_t>(state_index)];
+        if (trace_ != nullptr) {
+            trace_->entered.emplace_back(flow->name, st.id);
+        }
+        const bool flow_changed = s().flow != flow->name;
+        s().flow = flow->name;
+        s().state = st.id;
+        if (flow_changed) {
+            set_builtins();
+        }
+        for (const auto& [slot, tpl] : st.set) {
+            s().slots[slot] = tpl.render(s().slots);
+        }
+        if (!st.language.empty()) {
+            s().lang = st.language;
+            s().slots["lang"] = st.language;
+            set_builtins();
+        }
+        if (st.kind != StateKind::kMenu) {
+            reply_text(st.say);
+        }
+        if (st.media) {
+            Reply media{
+                Reply::Kind::kMedia,
+                {},
+                {},
+                st.media->url.render(s().slots),
+                render(st.media->caption)};
+            out_.replies.push_back(std::move(media));
+        }
+        switch (st.kind) {
+            case StateKind::kMenu:
+            case StateKind::kAsk:
+            case StateKind::kFreeText:
+                prompt(*flow, st);
+                s().waiting = waiting_for(st);
+                push_history();
+                return;
+            case StateKind::kCall: {
+                const Call& call = *st.call;
+                ++s().call_seq;
+                BackendCall bc;
+                bc.id = flow->name + "/" + st.id + "/" + std::to_string(s().call_seq);
+                bc.backend = call.backend;
+                bc.method = call.method;
+                std::vector<std::string> missing;
+                bc.path = call.path.render(s().slots, &missing);
+                if (!call.body.empty()) {
+                    std::vector<std::pair<std::string, std::string>> members;
+                    members.reserve(call.body.size());
+                    for (const auto& [field, tpl] : call.body) {
+                        members.emplace_back(field, tpl.render(s().slots, &missing));
+                    }
+                    bc.body = json_object(members);
+                }
+                for (const auto& name : missing) {
+                    event("R401", "call reads slot '" + name + "', which is not set", st.location);
+                }
+                s().pending_call = bc.id;
+                s().waiting = Waiting::kCallResult;
+                Effect effect;
+                effect.kind = Effect::Kind::kBackendCall;
+                effect.call = std::move(bc);
+                out_.effects.push_back(std::move(effect));
+                return;
+            }
+            case StateKind::kGoto:
+                state_index = st.go.state_index;
+                continue;
+            case StateKind::kEnter: {
+                const Enter& enter = *st.enter;
+                if (s().stack.size() >= kMaxStack) {
+                    event(
+                        "R503",
+                        "sub-flows nested more than " + std::to_string(kMaxStack) +
+                            " deep; the conversation was restarted",
+                        st.location
+                    );
+                    aborted_ = true;
+                    reply_message("error");
+                    reset_conversation(true);
+                    return;
+                }
+                s().stack.push_back(Frame{flow->name, enter.then.state});
+                flow = &fs_.flows[static_cast<std::size_t>(enter.flow_index)];
+                state_index = flow->start_index;
+                continue;
+            }
+            case StateKind::kEnd: {
+                // Return to the innermost caller that has somewhere to go; callers without a
+                // `then` end together with their sub-flow.
+                bool resumed = false;
+                while (!s().stack.empty()) {
+                    Frame frame = s().stack.back();
+                    s().stack.pop_back();
+                    if (frame.state.empty()) {
+                        continue;
+                    }
+                    const Flow* caller = fs_.find_flow(frame.flow);
+                    if (caller == nullptr) {
+                        continue;
+                    }
+                    const auto it = caller->state_index.find(frame.state);
+                    if (it == caller->state_index.end()) {
+                        continue;
+                    }
+                    flow = caller;
+                    state_index = it->second;
+                    resumed = true;
+                    break;
+                }
+                if (resumed) {
+                    continue;
+                }
+                reset_conversation(true);
+                return;
+            }
+        }
+    }
+}
+
+void TurnRunner::prompt(const Flow& flow, const State& st) {
+    (void)flow;
+    switch (st.kind) {
+        case StateKind::kMenu: {
+            std::vector<MenuItem> items;
+            items.reserve(st.menu.size());
+            for (const auto& option : st.menu) {
+                items.push_back(MenuItem{option.id, render(option.title)});
+            }
+            reply_menu(render(st.say), std::move(items));
+            return;
+        }
+        case StateKind::kAsk:
+            reply_text(st.ask->prompt);
+            return;
+        default:
+            return;
+    }
+}
+
+std::optional<Command> TurnRunner::command_of(std::string_view normalized) const {
+    if (normalized.empty()) {
+        return std::nullopt;
+    }
+    // Words of the citizen's language win; words of any helpline language are accepted too.
+    std::optional<Command> any;
+    for (const auto& [command, entry] : fs_.helpline.command_words) {
+        if (entry.second == normalized) {
+            if (entry.first == out_.session.lang || entry.first.empty()) {
+                return command;
+            }
+            if (!any) {
+                any = command;
+            }
+        }
+    }
+    return any;
+}
+
+int TurnRunner::system_choice(
+    const std::vector<std::pair<std::string, std::string_view>>& options, std::string_view norm
+) const {
+    std::vector<Choice> choices;
+    choices.reserve(options.size());
+    for (const auto& [id, key] : options) {
+        Choice c{id, {}};
+        if (const LocalizedText* text = message(key)) {
+            for (const auto& v : text->variants()) {
+                c.titles.push_back(normalize(v.text.render(out_.session.slots)));
+            }
+        } else {
+            // Language options: the key is the label.
+            c.titles.push_back(normalize(key));
+        }
+        choices.push_back(std::move(c));
+    }
+    if (in_.kind == Input::Kind::kChoice) {
+        for (std::size_t i = 0; i < options.size(); ++i) {
+            if (options[i].first == in_.choice_id) {
+                return static_cast<int>(i);
+            }
+        }
+        return -1;
+    }
+    return pick_choice(choices, norm);
+}
+
+void TurnRunner::show_language_menu() {
+    std::vector<MenuItem> items;
+    for (const auto& code : fs_.helpline.languages) {
+        std::string label = code;
+        for (const auto& [c, l] : fs_.helpline.language_labels) {
+            if (c == code) {
+                label = l;
+            }
+        }
+        items.push_back(MenuItem{code, label});
+    }
+    const LocalizedText* prompt_text = message("language_prompt");
+    reply_menu(
+        prompt_text ? render(*prompt_text) : std::string("Choose your language:"), std::move(items)
+    );
+    s().waiting = Waiting::kLanguage;
+}
+
+bool TurnRunner::restore_position() {
+    const Flow* flow = current_flow();
+    const State* st = current_state();
+    if (flow == nullptr || st == nullptr || !st->waits()) {
+        return false;
+    }
+    prompt(*flow, *st);
+    s().waiting = waiting_for(*st);
+    return true;
+}
+
+void TurnRunner::handle_command(Command command) {
+    switch (command) {
+        case Command::kSkip:
+            return;  // only meaningful inside an optional ask; never dispatched here
+        case Command::kMenu:
+            start_entry();
+            return;
+        case Command::kStart:
+            if (s().opted_out) {
+                s().opted_out = false;
+                out_.effects.push_back(Effect{Effect::Kind::kOptIn, {}, {}});
+                reply_message("started");
+            }
+            start_entry();
+            return;
+        case Command::kStop:
+            s().opted_out = true;
+            out_.effects.push_back(Effect{Effect::Kind::kOptOut, {}, {}});
+            reply_message("stopped");
+            return;
+        case Command::kAgent: {
+            Effect effect{Effect::Kind::kHandoff, {}, {}};
+            effect.reason = s().flow.empty() ? std::string() : s().flow + "/" + s().state;
+            out_.effects.push_back(std::move(effect));
+            reply_message("agent");
+            return;
+        }
+        case Command::kHelp: {
+            const State* st = current_state();
+            if (st != nullptr && !st->help.empty()) {
+                reply_text(st->help);
+            } else {
+                reply_message("help");
+            }
+            if (s().waiting == Waiting::kNothing || !restore_position()) {
+                if (s().flow.empty()) {
+                    start_entry();
+                }
+            }
+            return;
+        }
+        case Command::kLanguage:
+            show_language_menu();
+            return;
+        case Command::kErase: {
+            const LocalizedText* confirm = message("erase_confirm");
+            const LocalizedText* yes = message("erase_yes");
+            const LocalizedText* no = message("erase_no");
+            reply_menu(
+                confirm ? render(*confirm) : std::string(),
+                {MenuItem{"yes", yes ? render(*yes) : std::string("Yes")},
+                 MenuItem{"no", no ? render(*no) : std::string("No")}}
+            );
+            s().waiting = Waiting::kEraseConfirm;
+            return;
+        }
+        case Command::kBack: {
+            auto& history = s().history;
+            // The top of the history is where the citizen is now; the one below is "back".
+            if (!history.empty() && history.back().flow == s().flow &&
+                history.back().state == s().state) {
+                history.pop_back();
+            }
+            while (!history.empty()) {
+                Frame target = history.back();
+                history.pop_back();
+                const Flow* flow = fs_.find_flow(target.flow);
+                if (flow == nullptr) {
+                    continue;
+                }
+                const auto it = flow->state_index.find(target.state);
+                if (it == flow->state_index.end()) {
+                    continue;
+                }
+                // Leaving a sub-flow backwards drops its return frame.
+                while (!s().stack.empty() && target.flow != s().flow &&
+                       s().stack.back().flow != s().flow) {
+                    s().stack.pop_back();
+                }
+                if (target.flow != s().flow && !s().stack.empty() &&
+                    s().stack.back().flow == target.flow) {
+                    s().stack.pop_back();
+                }
+                s().pending_call.clear();
+                go(flow, it->second);
+                return;
+            }
+            reply_text(builtin_text("nothing_back"));
+            if (!restore_position()) {
+                start_entry();
+            }
+            return;
+        }
+    }
+}
+
+void TurnRunner::handle_call_result() {
+    const CallResult& result = in_.call;
+    if (s().waiting != Waiting::kCallResult || result.call_id != s().pending_call) {
+        event(
+            "R504",
+            "result of call '" + result.call_id + "' arrived, but the session waits for '" +
+                s().pending_call + "'; it was ignored",
+            {}
+        );
+        return;
+    }
+    const Flow* flow = current_flow();
+    const State* st = current_state();
+    if (flow == nullptr || st == nullptr || st->kind != StateKind::kCall) {
+        event("R502", "the state that made call '" + result.call_id + "' no longer exists", {});
+        reply_message("error");
+        start_entry();
+        return;
+    }
+    s().pending_call.clear();
+    s().waiting = Waiting::kNothing;
+    const Call& call = *st->call;
+    const Target* next = &call.on_error;
+    if (result.outcome == CallResult::Outcome::kResponse) {
+        if (result.status >= 200 && result.status < 300) {
+            next = &call.on_ok;
+            if (!call.save.empty()) {
+                JsonDocument doc;
+                if (!doc.parse(result.body)) {
+                    event(
+                        "R403",
+                        "backend '" + call.backend + "' answered call '" + result.call_id +
+                            "' with a body that is not JSON; following on.error",
+                        st->location
+                    );
+                    next = &call.on_error;
+                } else {
+                    for (const auto& [slot, pointer] : call.save) {
+                        if (auto value = doc.text_at(pointer)) {
+                            s().slots[slot] = std::move(*value);
+                        } else {
+                            s().slots.erase(slot);
+                            event(
+                                "R402",
+                                "backend '" + call.backend + "' result has nothing at '" + pointer +
+                                    "' for slot '" + slot + "'",
+                                st->location
+                            );
+                        }
+                    }
+                }
+            }
+        } else if (result.status == 404 && !call.on_not_found.empty()) {
+            next = &call.on_not_found;
+        }
+    }
+    go_target(*flow, *next);
+}
+
+bool TurnRunner::try_routes(const Flow& flow, const State& st, std::string_view norm) {
+    if (!st.route_matcher || in_.kind != Input::Kind::kText) {
+        return false;
+    }
+    const auto match = st.route_matcher->match(in_.text, norm, s().lang);
+    if (!match) {
+        return false;
+    }
+    for (const auto& [name, value] : match->captures) {
+        s().slots[name] = value;
+    }
+    go_target(flow, st.routes[static_cast<std::size_t>(match->rule)].target);
+    return true;
+}
+
+bool TurnRunner::try_faq(const Flow& flow, std::string_view norm) {
+    if (in_.kind != Input::Kind::kText) {
+        return false;
+    }
+    // The current flow's FAQ first, then every other flow's: a citizen at the main menu who
+    // asks about passport fees is answered directly.
+    const FaqEntry* answered = nullptr;
+    auto answer = [&](const Flow& f) -> bool {
+        if (!f.faq_matcher) {
+            return false;
+        }
+        const auto match = f.faq_matcher->match(in_.text, norm, s().lang);
+        if (!match) {
+            return false;
+        }
+        answered = &f.faq[static_cast<std::size_t>(match->rule)];
+        for (const auto& [name, value] : match->captures) {
+            s().slots[name] = value;
+        }
+        reply_text(answered->answer);
+        ++s().faq_returns;
+        return true;
+    };
+    if (answer(flow)) {
+        // An entry of this flow may lead on (`goto`); otherwise the citizen stays where they were.
+        if (!answered->target.empty()) {
+            go_target(flow, answered->target);
+            return true;
+        }
+        const State* st = current_state();
+        if (st != nullptr) {
+            prompt(flow, *st);
+        }
+        return true;
+    }
+    // Another flow's entry is answered in place: its `goto` belongs to that flow and would move
+    // the citizen out of theirs without a way back.
+    for (const auto& other : fs_.flows) {
+        if (&other != &flow && answer(other)) {
+            const State* st = current_state();
+            if (st != nullptr) {
+                prompt(flow, *st);
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+void TurnRunner::not_understood(const Flow& flow, const State& st) {
+    ++s().attempts;
+    if (st.otherwise) {
+        const Otherwise& o = *st.otherwise;
+        if (!o.then.empty() && s().attempts > o.retry) {
+            go_target(flow, o.then);
+            return;
+        }
+        if (!o.say.empty()) {
+            reply_text(o.say);
+        } else {
+            reply_message("fallback");
+        }
+    } else {
+        reply_message("fallback");
+    }
+    const int attempts = s().attempts;
+    prompt(flow, st);
+    s().attempts = attempts;
+}
+
+void TurnRunner::handle_menu(const Flow& flow, const State& st, std::string_view norm) {
+    int picked = -1;
+    if (in_.kind == Input::Kind::kChoice) {
+        for (std::size_t i = 0; i < st.menu.size(); ++i) {
+            if (st.menu[i].id == in_.choice_id) {
+                picked = static_cast<int>(i);
+            }
+        }
+    } else if (in_.kind == Input::Kind::kText) {
+        std::vector<Choice> choices;
+        choices.reserve(st.menu.size());
+        for (const auto& option : st.menu) {
+            Choice c{option.id, {}};
+            for (const auto& v : option.title.variants()) {
+                c.titles.push_back(normalize(v.text.render(s().slots)));
+            }
+            choices.push_back(std::move(c));
+        }
+        picked = pick_choice(choices, norm);
+    }
+    if (picked >= 0) {
+        const MenuOption& option = st.menu[static_cast<std::size_t>(picked)];
+        const Target& target = option.target;
+        if (target.flow_index >= 0 && target.flow != flow.name) {
+            // `enter: FLOW` option: the sub-flow returns to this menu when it ends.
+            if (s().stack.size() >= kMaxStack) {
+                event(
+                    "R503",
+                    "sub-flows nested too deep; the conversation was restarted",
+                    option.location
+                );
+                reply_message("error");
+                start_entry();
+                return;
+            }
+            s().stack.push_back(Frame{flow.name, st.id});
+            const Flow& sub = fs_.flows[static_cast<std::size_t>(target.flow_index)];
+            go(&sub, sub.start_index);
+            return;
+        }
+        go_target(flow, target);
+        return;
+    }
+    if (try_routes(flow, st, norm) || try_faq(flow, norm)) {
+        return;
+    }
+    not_understood(flow, st);
+}
+
+void TurnRunner::handle_free_text(const Flow& flow, const State& st, std::string_view norm) {
+    if (try_routes(flow, st, norm) || try_faq(flow, norm)) {
+        return;
+    }
+    not_understood(flow, st);
+}
+
+void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_view norm) {
+    const Ask& ask = *st.ask;
+    // Media and locations fill asks that take any answer (a grievance photo, a location).
+    if (in_.kind == Input::Kind::kMedia || in_.kind == Input::Kind::kLocation) {
+        if (ask.validators.empty()) {
+            if (in_.kind == Input::Kind::kMedia) {
+                s().slots[ask.slot] = in_.media.id;
+                s().slots[ask.slot + "_type"] = in_.media.mime_type;
+            } else {
+                s().slots[ask.slot] = in_.text;
+                s().slots[ask.slot + "_type"] = "location";
+            }
+            go_target(flow, ask.then);
+            return;
+        }
+        reply_text(builtin_text("media"));
+        prompt(flow, st);
+        return;
+    }
+    if (ask.optional && in_.kind == Input::Kind::kText) {
+        for (const auto& [command, entry] : fs_.helpline.command_words) {
+            if (command == Command::kSkip && entry.second == norm) {
+                s().slots.erase(ask.slot);
+                go_target(flow, ask.then);
+                return;
+            }
+        }
+    }
+    std::string answer = in_.kind == Input::Kind::kChoice ? in_.choice_id : in_.text;
+    const Date today = date_of(now_, fs_.helpline.utc_offset_minutes);
+    const Validator* failed = nullptr;
+    std::optional<std::string> value;
+    if (ask.validators.empty()) {
+        if (norm.empty() && normalize(answer).empty()) {
+            value.reset();
+        } else {
+            // Trim surrounding white space; keep the citizen's own wording otherwise.
+            const auto first = answer.find_first_not_of(" \t\r\n");
+            const auto last = answer.find_last_not_of(" \t\r\n");
+            value = answer.substr(first, last - first + 1);
+        }
+    } else {
+        for (const auto& validator : ask.validators) {
+            value = validator.check(answer, today);
+            if (!value) {
+                failed = &validator;
+                break;
+            }
+            answer = *value;
+        }
+    }
+    if (value) {
+        s().slots[ask.slot] = std::move(*value);
+        go_target(flow, ask.then);
+        return;
+    }
+    // A question instead of an answer: answer it and ask again, without counting an attempt.
+    if (try_faq(flow, norm)) {
+        return;
+    }
+    ++s().attempts;
+    if (s().attempts >= ask.attempts) {
+        go_target(flow, ask.give_up);
+        return;
+    }
+    if (failed != nullptr && !failed->error.empty()) {
+        reply_text(failed->error);
+    } else {
+        reply_text(builtin_text(failed != nullptr ? validator_key(failed->kind) : "empty"));
+    }
+    const int attempts = s().attempts;
+    prompt(flow, st);
+    s().attempts = attempts;
+}
+
+void TurnRunner::handle_resume(std::string_view norm) {
+    const int picked = system_choice({{"resume", "resume"}, {"restart", "restart"}}, norm);
+    if (picked == 0 && restore_position()) {
+        return;
+    }
+    if (picked == 1 || picked == 0) {
+        start_entry();
+        return;
+    }
+    // Anything else: ask again.
+    const LocalizedText* expired = message("expired");
+    const LocalizedText* resume = message("resume");
+    const LocalizedText* restart = message("restart");
+    reply_menu(
+        expired ? render(*expired) : std::string(),
+        {MenuItem{"resume", resume ? render(*resume) : std::string("Continue")},
+         MenuItem{"restart", restart ? render(*restart) : std::string("Start over")}}
+    );
+}
+
+void TurnRunner::handle_language_choice(std::string_view norm) {
+    std::vector<std::pair<std::string, std::string_view>> options;
+    for (const auto& code : fs_.helpline.languages) {
+        std::string_view label = code;
+        for (const auto& [c, l] : fs_.helpline.language_labels) {
+            if (c == code) {
+                label = l;
+            }
+        }
+        options.emplace_back(code, label);
+    }
+    const int picked = system_choice(options, norm);
+    if (picked < 0) {
+        show_language_menu();
+        return;
+    }
+    s().lang = options[static_cast<std::size_t>(picked)].first;
+    set_builtins();
+    if (!restore_position()) {
+        start_entry();
+    }
+}
+
+void TurnRunner::handle_erase_confirm(std::string_view norm) {
+    const int picked = system_choice({{"yes", "erase_yes"}, {"no", "erase_no"}}, norm);
+    if (picked == 0) {
+        out_.effects.push_back(Effect{Effect::Kind::kErase, {}, {}});
+        reply_message("erased");
+        const std::string lang = s().lang;
+        out_.session = Session{};
+        out_.session.lang = lang;
+        out_.session.flowset_version = fs_.version;
+        return;
+    }
+    reply_message("erase_cancelled");
+    if (!restore_position()) {
+        start_entry();
+    }
+}
+
+Turn TurnRunner::run() {
+    Session& session = s();
+    if (session.created_at == 0) {
+        session.created_at = now_;
+    }
+    if (session.lang.empty() ||
+        std::find(fs_.helpline.languages.begin(), fs_.helpline.languages.end(), session.lang) ==
+            fs_.helpline.languages.end()) {
+        const auto& langs = fs_.helpline.languages;
+        session.lang = std::find(langs.begin(), langs.end(), in_.lang) != langs.end()
+                           ? in_.lang
+                           : fs_.helpline.default_language;
+    }
+    // A session whose flow or state vanished in a reload starts over.
+    if (!session.flow.empty() && current_state() == nullptr) {
+        event(
+            "R502",
+            "session was in '" + session.flow + "/" + session.state +
+                "', which the loaded flows no longer have; it was restarted",
+            {}
+        );
+        reset_conversation(true);
+    }
+    s().flowset_version = fs_.version;
+    set_builtins();
+
+    const std::string norm = in_.kind == Input::Kind::kText ? normalize(in_.text) : std::string();
+    const std::optional<Command> command =
+        in_.kind == Input::Kind::kText ? command_of(norm) : std::nullopt;
+
+    if (s().opted_out) {
+        if (command == Command::kStart) {
+            handle_command(Command::kStart);
+        }
+    } else if (in_.kind == Input::Kind::kCallResult) {
+        handle_call_result();
+    } else if (const Flow* flow = current_flow();
+               flow != nullptr &&
+               (s().waiting == Waiting::kMenu || s().waiting == Waiting::kAnswer ||
+                s().waiting == Waiting::kText) &&
+               now_ - s().last_active > flow->idle_timeout_ms) {
+        // Away too long: offer to resume or start over; this message is not acted on.
+        const LocalizedText* expired = message("expired");
+        const LocalizedText* resume = message("resume");
+        const LocalizedText* restart = message("restart");
+        reply_menu(
+            expired ? render(*expired) : std::string(),
+            {MenuItem{"resume", resume ? render(*resume) : std::string("Continue")},
+             MenuItem{"restart", restart ? render(*restart) : std::string("Start over")}}
+        );
+        s().waiting = Waiting::kResume;
+    } else if (command && command != Command::kSkip) {
+        handle_command(*command);
+    } else {
+        const Flow* cur = current_flow();
+        const State* st = current_state();
+        switch (s().waiting) {
+            case Waiting::kNothing: {
+                start_entry();
+                // A first message that already says what the citizen wants is acted on.
+                const Flow* entry = current_flow();
+                const State* first = current_state();
+                if (!aborted_ && in_.kind == Input::Kind::kText && entry != nullptr &&
+                    first != nullptr && s().waiting == Waiting::kMenu) {
+                    if (!try_routes(*entry, *first, norm)) {
+                        try_faq(*entry, norm);
+                    }
+                }
+                break;
+            }
+            case Waiting::kMenu:
+                handle_menu(*cur, *st, norm);
+                break;
+            case Waiting::kAnswer:
+                handle_answer(*cur, *st, norm);
+                break;
+            case Waiting::kText:
+                handle_free_text(*cur, *st, norm);
+                break;
+            case Waiting::kCallResult:
+                reply_message("wait");
+                break;
+            case Waiting::kResume:
+                handle_resume(norm);
+                break;
+            case Waiting::kLanguage:
+                handle_language_choice(norm);
+                break;
+            case Waiting::kEraseConfirm:
+                handle_erase_confirm(norm);
+                break;
+        }
+    }
+    s().last_active = now_;
+    clear_builtins();
+    return std::move(out_);
+}
+
+}  // namespace
+
+Input Input::text_input(std::string text) {
+    Input input;
+    input.kind = Kind::kText;
+    input.text = std::move(text);
+    return input;
+}
+
+Input Input::choice(std::string id) {
+    Input input;
+    input.kind = Kind::kChoice;
+    input.choice_id = std::move(id);
+    return input;
+}
+
+Input Input::call_result(CallResult result) {
+    Input input;
+    input.kind = Kind::kCallResult;
+    input.call = std::move(result);
+    return input;
+}
+
+Turn turn(const FlowSet& flows, const Session& session, const Input& input, Timestamp now) {
+    return TurnRunner(flows, session, input, now, nullptr).run();
+}
+
+Turn turn(
+    const FlowSet& flows,
+    const Session& session,
+    const Input& input,
+    Timestamp now,
+    TurnTrace* trace
+) {
+    return TurnRunner(flows, session, input, now, trace).run();
+}
+
+}  // namespace civicflow::engine

@@ -1,1 +1,481 @@
-// placeholder: implemented in a later commit
+// The YAML reader: yaml-cpp's event parser feeding our own tree. The only file using yaml-cpp.
+//
+// Why the event API and not YAML::Load: the node API silently keeps the last of two duplicate
+// keys, expands aliases without limit (billion laughs) and accepts an alias to its own
+// enclosing node. Building the tree ourselves lets us keep duplicates (the checker reports
+// E104), expand aliases under a node budget, refuse cycles, and stop deep nesting early.
+#include <algorithm>
+#include <exception>
+#include <new>
+#include <sstream>
+#include <unordered_map>
+
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
+#include <civicflow/engine/yaml_document.hpp>
+
+namespace civicflow::engine::yaml {
+
+const Node* Node::find(std::string_view key) const {
+    for (const auto& [k, v] : entries) {
+        if (k.kind == Kind::kScalar && k.scalar == key) {
+            return &v;
+        }
+    }
+    return nullptr;
+}
+
+std::string Node::kind_name() const {
+    switch (kind) {
+        case Kind::kNull:
+            return "nothing";
+        case Kind::kScalar:
+            return "a text value";
+        case Kind::kSequence:
+            return "a list";
+        case Kind::kMap:
+            return "a mapping";
+    }
+    return "nothing";
+}
+
+namespace {
+
+/// Thrown by the handler to stop yaml-cpp once a diagnostic has been recorded.
+struct Abort {};
+
+/// Thrown by the probe handler when a second document starts.
+struct SecondDocument {
+    int line;
+    int column;
+};
+
+/// Converts yaml-cpp marks (0-based line, 0-based byte column, byte position) into our 1-based
+/// line and 1-based column counted in code points, so carets line up under non-ASCII text.
+class Positions {
+public:
+    explicit Positions(std::string_view text)
+        : text_(text) {}
+
+    std::pair<int, int> at(const YAML::Mark& mark) const {
+        if (mark.is_null() || mark.line < 0 || mark.column < 0) {
+            return {1, 1};
+        }
+        const int line = mark.line + 1;
+        // yaml-cpp strips a UTF-8 BOM before counting; positions then no longer match the text
+        // and we fall back to the byte column.
+        const auto pos = static_cast<std::size_t>(std::max(mark.pos, 0));
+        const auto byte_column = static_cast<std::size_t>(mark.column);
+        if (pos > text_.size() || byte_column > pos) {
+            return {line, mark.column + 1};
+        }
+        int column = 1;
+        for (std::size_t i = pos - byte_column; i < pos; ++i) {
+            if ((static_cast<unsigned char>(text_[i]) & 0xC0U) != 0x80U) {
+                ++column;
+            }
+        }
+        return {line, column};
+    }
+
+private:
+    std::string_view text_;
+};
+
+/// Builds the tree from parser events. Every limit is checked before memory is committed.
+class TreeBuilder : public YAML::EventHandler {
+public:
+    TreeBuilder(
+        const std::string& file,
+        const Positions& positions,
+        const Limits& limits,
+        Diagnostics& diags
+    )
+        : file_(file)
+        , positions_(positions)
+        , limits_(limits)
+        , diags_(diags) {}
+
+    std::optional<Node> take_root() { return std::move(root_); }
+
+    void OnDocumentStart(const YAML::Mark& /*mark*/) override {}
+
+    void OnDocumentEnd() override {}
+
+    void OnAnchor(const YAML::Mark& /*mark*/, const std::string& name) override {
+        pending_anchor_name_ = name;
+    }
+
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        Node node = make(Kind::kNull, mark);
+        count_nodes(1, mark, false);
+        complete(std::move(node), anchor, 1, 0);
+    }
+
+    void OnScalar(
+        const YAML::Mark& mark,
+        const std::string& tag,
+        YAML::anchor_t anchor,
+        const std::string& value
+    ) override {
+        Node node = make(Kind::kScalar, mark);
+        node.scalar = value;
+        // yaml-cpp tags plain scalars "?" and quoted or block scalars "!"; an explicit tag
+        // (!!str) also means "take this as text".
+        node.quoted = tag != "?";
+        count_nodes(1, mark, false);
+        complete(std::move(node), anchor, 1, 0);
+    }
+
+    void OnSequenceStart(
+        const YAML::Mark& mark,
+        const std::string& /*tag*/,
+        YAML::anchor_t anchor,
+        YAML::EmitterStyle::value /*style*/
+    ) override {
+        open(Kind::kSequence, mark, anchor);
+    }
+
+    void OnSequenceEnd() override { close(); }
+
+    void OnMapStart(
+        const YAML::Mark& mark,
+        const std::string& /*tag*/,
+        YAML::anchor_t anchor,
+        YAML::EmitterStyle::value /*style*/
+    ) override {
+        open(Kind::kMap, mark, anchor);
+    }
+
+    void OnMapEnd() override { close(); }
+
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        for (const Frame& frame : stack_) {
+            if (frame.anchor == anchor) {
+                fail(
+                    "E107",
+                    mark,
+                    "alias '*" + name_of(anchor) +
+                        "' refers to a node that contains it (alias cycle)",
+                    "an alias may only repeat a node that is already complete"
+                );
+            }
+        }
+        const auto it = anchors_.find(anchor);
+        if (it == anchors_.end()) {
+            // yaml-cpp reports unknown anchors itself; this is a safety net.
+            fail("E100", mark, "unknown alias '*" + name_of(anchor) + "'", {});
+        }
+        const Stored& stored = it->second;
+        if (static_cast<int>(stack_.size()) + stored.height > limits_.max_depth) {
+            fail_depth(mark);
+        }
+        count_nodes(stored.size, mark, true);
+        Node copy = stored.node;
+        relocate(copy, positions_.at(mark));
+        complete(std::move(copy), 0, stored.size, stored.height);
+    }
+
+private:
+    struct Frame {
+        Node node;
+        YAML::anchor_t anchor = 0;
+        std::size_t size = 1;  // nodes in the subtree, this one included
+        int height = 1;        // levels of maps and lists, this one included
+        std::optional<Node> pending_key;
+        std::size_t key_size = 0;
+        int key_height = 0;
+    };
+
+    struct Stored {
+        Node node;
+        std::size_t size = 0;
+        int height = 0;
+    };
+
+    Node make(Kind kind, const YAML::Mark& mark) const {
+        Node node;
+        node.kind = kind;
+        std::tie(node.line, node.column) = positions_.at(mark);
+        return node;
+    }
+
+    [[noreturn]] void fail(
+        const char* code, const YAML::Mark& mark, std::string message, std::string hint
+    ) {
+        fail(code, positions_.at(mark), std::move(message), std::move(hint));
+    }
+
+    [[noreturn]] void fail(
+        const char* code, std::pair<int, int> where, std::string message, std::string hint
+    ) {
+        diags_.error(
+            code,
+            SourceLocation{file_, where.first, where.second},
+            std::move(message),
+            std::move(hint)
+        );
+        throw Abort{};
+    }
+
+    [[noreturn]] void fail_depth(const YAML::Mark& mark) {
+        fail(
+            "E106",
+            mark,
+            "nesting too deep: more than " + std::to_string(limits_.max_depth) +
+                " levels of mappings and lists",
+            "flows need only a few levels; check for a runaway '[' or '{'"
+        );
+    }
+
+    void count_nodes(std::size_t n, const YAML::Mark& mark, bool alias) {
+        count_nodes(n, positions_.at(mark), alias);
+    }
+
+    void count_nodes(std::size_t n, std::pair<int, int> where, bool alias) {
+        if (n > limits_.max_nodes || nodes_ > limits_.max_nodes - n) {
+            if (alias) {
+                fail(
+                    "E107",
+                    where,
+                    "alias expansion too large: the document would have more than " +
+                        std::to_string(limits_.max_nodes) + " nodes",
+                    "repeat fewer nodes through aliases"
+                );
+            }
+            fail(
+                "E108",
+                where,
+                "document too large: more than " + std::to_string(limits_.max_nodes) + " nodes",
+                "split the flows into several files"
+            );
+        }
+        nodes_ += n;
+    }
+
+    std::string name_of(YAML::anchor_t anchor) const {
+        const auto it = anchor_names_.find(anchor);
+        return it == anchor_names_.end() ? std::to_string(anchor) : it->second;
+    }
+
+    void remember_anchor_name(YAML::anchor_t anchor) {
+        if (anchor != 0) {
+            anchor_names_[anchor] = pending_anchor_name_;
+        }
+        pending_anchor_name_.clear();
+    }
+
+    void open(Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+        // Our own depth check runs before yaml-cpp recurses further, so its recursion (and the
+        // stack it uses) stays bounded by max_depth, sanitizers included.
+        if (static_cast<int>(stack_.size()) >= limits_.max_depth) {
+            fail_depth(mark);
+        }
+        remember_anchor_name(anchor);
+        count_nodes(1, mark, false);
+        Frame frame;
+        frame.node = make(kind, mark);
+        frame.anchor = anchor;
+        stack_.push_back(std::move(frame));
+    }
+
+    void close() {
+        Frame frame = std::move(stack_.back());
+        stack_.pop_back();
+        if (frame.pending_key) {
+            // A key without a value cannot come from yaml-cpp, but never lose a node.
+            Node value;
+            value.line = frame.pending_key->line;
+            value.column = frame.pending_key->column;
+            frame.node.entries.emplace_back(std::move(*frame.pending_key), std::move(value));
+        }
+        complete(std::move(frame.node), frame.anchor, frame.size, frame.height);
+    }
+
+    void complete(Node node, YAML::anchor_t anchor, std::size_t size, int height) {
+        if (anchor != 0) {
+            if (node.kind != Kind::kMap && node.kind != Kind::kSequence) {
+                remember_anchor_name(anchor);
+            }
+            // The stored copy is memory too: it counts against the same budget.
+            count_nodes(size, std::pair<int, int>{node.line, node.column}, true);
+            anchors_[anchor] = Stored{node, size, height};
+        }
+        if (stack_.empty()) {
+            if (!root_) {
+                root_ = std::move(node);
+            }
+            return;
+        }
+        Frame& parent = stack_.back();
+        parent.size += size;
+        if (parent.node.kind == Kind::kSequence) {
+            parent.height = std::max(parent.height, height + 1);
+            parent.node.items.push_back(std::move(node));
+            return;
+        }
+        if (!parent.pending_key) {
+            parent.pending_key = std::move(node);
+            parent.key_height = height;
+            return;
+        }
+        parent.height = std::max({parent.height, parent.key_height + 1, height + 1});
+        // An empty value ("key:" at the end of a line) is reported by yaml-cpp at the next
+        // token, often on the next line; point at the key instead.
+        if (node.kind == Kind::kNull && node.line != parent.pending_key->line) {
+            node.line = parent.pending_key->line;
+            node.column = parent.pending_key->column;
+        }
+        parent.node.entries.emplace_back(std::move(*parent.pending_key), std::move(node));
+        parent.pending_key.reset();
+    }
+
+    /// An alias copy is reported where the alias is written, not where the anchor was.
+    static void relocate(Node& node, std::pair<int, int> where) {
+        node.line = where.first;
+        node.column = where.second;
+    }
+
+    const std::string& file_;
+    const Positions& positions_;
+    const Limits& limits_;
+    Diagnostics& diags_;
+    std::vector<Frame> stack_;
+    std::unordered_map<YAML::anchor_t, Stored> anchors_;
+    std::unordered_map<YAML::anchor_t, std::string> anchor_names_;
+    std::string pending_anchor_name_;
+    std::size_t nodes_ = 0;
+    std::optional<Node> root_;
+};
+
+/// Stops at the start of a second document without building anything.
+class SecondDocumentProbe : public YAML::EventHandler {
+public:
+    explicit SecondDocumentProbe(const Positions& positions)
+        : positions_(positions) {}
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        const auto [line, column] = positions_.at(mark);
+        throw SecondDocument{line, column};
+    }
+
+    void OnDocumentEnd() override {}
+
+    void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+
+    void OnAlias(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+
+    void OnScalar(
+        const YAML::Mark& /*mark*/,
+        const std::string& /*tag*/,
+        YAML::anchor_t /*anchor*/,
+        const std::string& /*value*/
+    ) override {}
+
+    void OnSequenceStart(
+        const YAML::Mark& /*mark*/,
+        const std::string& /*tag*/,
+        YAML::anchor_t /*anchor*/,
+        YAML::EmitterStyle::value /*style*/
+    ) override {}
+
+    void OnSequenceEnd() override {}
+
+    void OnMapStart(
+        const YAML::Mark& /*mark*/,
+        const std::string& /*tag*/,
+        YAML::anchor_t /*anchor*/,
+        YAML::EmitterStyle::value /*style*/
+    ) override {}
+
+    void OnMapEnd() override {}
+
+private:
+    const Positions& positions_;
+};
+
+}  // namespace
+
+Document parse(
+    const std::string& file, std::string_view text, Diagnostics& diags, const Limits& limits
+) {
+    Document doc;
+    doc.file = file;
+    if (text.size() > limits.max_bytes) {
+        diags.error(
+            "E108",
+            SourceLocation{file, 0, 0},
+            "file too large: more than " + std::to_string(limits.max_bytes) + " bytes",
+            "split the flows into several files"
+        );
+        return doc;
+    }
+    const Positions positions(text);
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    TreeBuilder builder(file, positions, limits, diags);
+    const std::size_t before = diags.items().size();
+    try {
+        if (!parser.HandleNextDocument(builder)) {
+            // An empty file (or only comments) is an empty document.
+            Node empty;
+            empty.line = 1;
+            empty.column = 1;
+            doc.root = std::move(empty);
+            return doc;
+        }
+        SecondDocumentProbe probe(positions);
+        parser.HandleNextDocument(probe);
+    } catch (const Abort&) {
+        return doc;
+    } catch (const SecondDocument& second) {
+        diags.error(
+            "E100",
+            SourceLocation{file, second.line, second.column},
+            "only one YAML document per file",
+            "remove the '---' line, or put the second document in its own file"
+        );
+        return doc;
+    } catch (const YAML::DeepRecursion& e) {
+        const auto [line, column] = positions.at(e.mark);
+        diags.error(
+            "E106",
+            SourceLocation{file, line, column},
+            "nesting too deep: more than " + std::to_string(limits.max_depth) +
+                " levels of mappings and lists",
+            "flows need only a few levels; check for a runaway '[' or '{'"
+        );
+        return doc;
+    } catch (const YAML::ParserException& e) {
+        const auto [line, column] = positions.at(e.mark);
+        diags.error("E100", SourceLocation{file, line, column}, "invalid YAML: " + e.msg);
+        return doc;
+    } catch (const std::bad_alloc&) {
+        diags.error(
+            "E108",
+            SourceLocation{file, 0, 0},
+            "file too large: out of memory while reading it",
+            "split the flows into several files"
+        );
+        return doc;
+    } catch (const std::exception& e) {
+        diags.error("E100", SourceLocation{file, 0, 0}, std::string("invalid YAML: ") + e.what());
+        return doc;
+    }
+    if (diags.items().size() == before) {
+        doc.root = builder.take_root();
+        if (!doc.root) {
+            Node empty;
+            empty.line = 1;
+            empty.column = 1;
+            doc.root = std::move(empty);
+        }
+    }
+    return doc;
+}
+
+}  // namespace civicflow::engine::yaml

@@ -1,1 +1,64 @@
+// Runs the conversation tests of flows/tests/ (the same as `civicflow test flows --coverage`).
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
 #include <doctest/doctest.h>
+
+#include <civicflow/engine/conversation_test.hpp>
+#include <civicflow/engine/loader.hpp>
+
+using namespace civicflow::engine;
+
+namespace {
+
+std::vector<SourceFile> test_files() {
+    std::vector<SourceFile> out;
+    const std::filesystem::path dir = std::filesystem::path(CIVICFLOW_SOURCE_DIR) / "flows/tests";
+    std::vector<std::filesystem::path> paths;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (name.size() > 10 && name.substr(name.size() - 10) == ".test.yaml") {
+            paths.push_back(entry.path());
+        }
+    }
+    std::sort(paths.begin(), paths.end());
+    for (const auto& p : paths) {
+        auto file = read_source_file(p.string());
+        REQUIRE_MESSAGE(file.has_value(), file.error().message);
+        out.push_back(std::move(*file));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_SUITE("flows/conversations") {
+    TEST_CASE("every conversation test of the shipped flows passes and every state is entered") {
+        const auto files = read_flow_dir(std::string(CIVICFLOW_SOURCE_DIR) + "/flows");
+        REQUIRE(files.has_value());
+        const LoadResult loaded = load_flows(*files);
+        REQUIRE_MESSAGE(loaded.flows, format_text(loaded.diagnostics, loaded.sources));
+        const auto tests = test_files();
+        const ConversationRun run = run_conversation_tests(*loaded.flows, tests);
+        SourceCache sources;
+        for (const auto& f : tests) {
+            sources.put(f.path, f.contents);
+        }
+        CHECK_MESSAGE(run.diagnostics.empty(), format_text(run.diagnostics, sources));
+        for (const auto& r : run.results) {
+            std::string why;
+            for (const auto& f : r.failures) {
+                why += f + "\n";
+            }
+            CHECK_MESSAGE(r.passed, std::string(r.name + "\n" + why));
+        }
+        CHECK(run.results.size() >= 60);
+        const auto missing = uncovered_states(*loaded.flows, run);
+        std::string list;
+        for (const auto& [flow, state] : missing) {
+            list += flow + "/" + state + "\n";
+        }
+        CHECK_MESSAGE(missing.empty(), std::string("states no test enters:\n" + list));
+    }
+}

@@ -31,11 +31,16 @@ int main(int argc, char** argv) {
         return 0;
     }
     // Subcommands see argv without the program name: argv[0] is the command itself.
-    if (command == "check") return civicflow::cli::run_check(argc - 1, argv + 1);
-    if (command == "chat") return civicflow::cli::run_chat(argc - 1, argv + 1);
-    if (command == "test") return civicflow::cli::run_test(argc - 1, argv + 1);
-    if (command == "graph") return civicflow::cli::run_graph(argc - 1, argv + 1);
-    if (command == "serve") return civicflow::cli::run_serve(argc - 1, argv + 1);
+    if (command == "check")
+        return civicflow::cli::run_check(argc - 1, argv + 1);
+    if (command == "chat")
+        return civicflow::cli::run_chat(argc - 1, argv + 1);
+    if (command == "test")
+        return civicflow::cli::run_test(argc - 1, argv + 1);
+    if (command == "graph")
+        return civicflow::cli::run_graph(argc - 1, argv + 1);
+    if (command == "serve")
+        return civicflow::cli::run_serve(argc - 1, argv + 1);
     std::fprintf(stderr, "civicflow: unknown command '%.64s'\n\n%s", argv[1], kUsage);
     return 2;
 }

@@ -1,12 +1,282 @@
+// civicflow serve: load the flows and the config, then run the HTTP server until SIGTERM/SIGINT.
+#include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/loader.hpp>
+#include <civicflow/server/backend_client.hpp>
+#include <civicflow/server/config.hpp>
+#include <civicflow/server/http_server.hpp>
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/memory_store.hpp>
+#include <civicflow/server/message_service.hpp>
 
 #include "commands.hpp"
 
 namespace civicflow::cli {
+namespace {
 
-int run_serve(int /*argc*/, char** /*argv*/) {
-    std::fputs("civicflow serve: not available yet\n", stderr);
+namespace asio = boost::asio;
+using server::Logger;
+using server::LogLevel;
+
+constexpr const char* kServeUsage =
+    "usage: civicflow serve [--flows DIR] [--config FILE] [--listen HOST:PORT] [--threads N]\n"
+    "\n"
+    "  --flows DIR         flow directory (default: the config's 'flows', else flows/)\n"
+    "  --config FILE       server config (YAML): limits, store, backends\n"
+    "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; also the environment\n"
+    "                      variable CIVICFLOW_LISTEN); port 0 picks a free port\n"
+    "  --threads N         I/O threads (default: the number of cores)\n"
+    "\n"
+    "Prints 'listening on HOST:PORT' once bound. SIGTERM or SIGINT drains and exits 0.\n";
+
+struct ServeArgs {
+    std::string flows;
+    std::string config;
+    std::string listen;
+    int threads = -1;
+};
+
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "civicflow serve: %s\n\n%s", message.c_str(), kServeUsage);
     return 2;
+}
+
+bool read_file(const std::string& path, std::string& out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return false;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    out = ss.str();
+    return !in.bad();
+}
+
+LogLevel parse_level(const std::string& level) {
+    if (level == "debug")
+        return LogLevel::kDebug;
+    if (level == "warn")
+        return LogLevel::kWarn;
+    if (level == "error")
+        return LogLevel::kError;
+    return LogLevel::kInfo;
+}
+
+// Warns about backends the flows call but the config does not declare: those calls would take
+// the flow's error branch on every message.
+void check_backends(const engine::FlowSet& flows, const server::BackendClient& client) {
+    std::vector<std::string> reported;
+    for (const auto& flow : flows.flows) {
+        for (const auto& state : flow.states) {
+            if (!state.call)
+                continue;
+            const std::string& name = state.call->backend;
+            if (client.has_backend(name))
+                continue;
+            if (std::find(reported.begin(), reported.end(), name) != reported.end())
+                continue;
+            reported.push_back(name);
+            Logger::log(
+                LogLevel::kWarn,
+                {},
+                "backend_undeclared",
+                "backend=" + name + " flow=" + flow.name + " state=" + state.id
+            );
+        }
+    }
+}
+
+}  // namespace
+
+int run_serve(int argc, char** argv) {
+    ServeArgs args;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&](std::string& out) {
+            if (i + 1 >= argc)
+                return false;
+            out = argv[++i];
+            return true;
+        };
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(kServeUsage, stdout);
+            return 0;
+        }
+        if (arg == "--flows") {
+            if (!value(args.flows))
+                return usage_error("--flows needs a directory");
+        } else if (arg == "--config") {
+            if (!value(args.config))
+                return usage_error("--config needs a file");
+        } else if (arg == "--listen") {
+            if (!value(args.listen))
+                return usage_error("--listen needs HOST:PORT");
+        } else if (arg == "--threads") {
+            std::string n;
+            if (!value(n))
+                return usage_error("--threads needs a number");
+            char* end = nullptr;
+            const long t = std::strtol(n.c_str(), &end, 10);
+            if (end == n.c_str() || *end != '\0' || t < 1 || t > 256) {
+                return usage_error("--threads must be a number from 1 to 256");
+            }
+            args.threads = static_cast<int>(t);
+        } else {
+            return usage_error("unknown option '" + std::string(arg.substr(0, 64)) + "'");
+        }
+    }
+
+    // Configuration: defaults < config file < environment < flags.
+    server::ServerConfig config;
+    if (!args.config.empty()) {
+        std::string text;
+        if (!read_file(args.config, text)) {
+            std::fprintf(
+                stderr, "civicflow serve: cannot read config file '%s'\n", args.config.c_str()
+            );
+            return 2;
+        }
+        engine::Diagnostics diags;
+        auto parsed = server::parse_config(args.config, text, diags);
+        if (!diags.empty()) {
+            engine::SourceCache sources;
+            sources.put(args.config, text);
+            diags.sort();
+            std::fputs(engine::format_text(diags, sources).c_str(), stderr);
+        }
+        if (!parsed)
+            return 2;
+        config = std::move(*parsed);
+    }
+    if (const char* env = std::getenv("CIVICFLOW_LISTEN"); env != nullptr && *env != '\0') {
+        args.listen = args.listen.empty() ? env : args.listen;
+    }
+    if (!args.listen.empty()) {
+        auto addr = server::parse_listen_address(args.listen);
+        if (!addr)
+            return usage_error(addr.error().message);
+        config.listen_host = addr->host;
+        config.listen_port = addr->port;
+    }
+    if (!args.flows.empty())
+        config.flows_dir = args.flows;
+    if (args.threads > 0)
+        config.threads = args.threads;
+    if (config.threads <= 0) {
+        config.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+    }
+    Logger::set_level(parse_level(config.log_level));
+
+    // Flows: any error refuses to start, with every diagnostic printed.
+    auto files = engine::read_flow_dir(config.flows_dir);
+    if (!files) {
+        std::fprintf(stderr, "civicflow serve: %s\n", files.error().message.c_str());
+        return 2;
+    }
+    engine::LoadResult loaded = engine::load_flows(*files);
+    if (!loaded.diagnostics.empty()) {
+        std::fputs(engine::format_text(loaded.diagnostics, loaded.sources).c_str(), stderr);
+    }
+    if (!loaded.flows)
+        return 2;
+
+    // Declared first, destroyed last: every socket, timer and pending handler below belongs to
+    // this io_context and must go before it.
+    asio::io_context ioc(config.threads);
+    server::MemoryStore store(config.store.session_ttl, config.store.message_ttl);
+    auto client = server::BackendClient::create(
+        ioc.get_executor(), config.backends, [](const char* name) { return std::getenv(name); }
+    );
+    if (!client) {
+        std::fprintf(stderr, "civicflow serve: %s\n", client.error().message.c_str());
+        return 2;
+    }
+    server::BackendClient& backends = **client;
+    check_backends(*loaded.flows, backends);
+    server::MessageService service(
+        loaded.flows,
+        store,
+        [&backends](engine::BackendCall call, std::string rid) {
+            return backends.call(std::move(call), std::move(rid));
+        }
+    );
+    server::HttpServer http(
+        ioc.get_executor(),
+        server::HttpServer::Options{config.limits, config.access_log},
+        service,
+        store
+    );
+    auto port = http.listen(config.listen_host, config.listen_port);
+    if (!port) {
+        std::fprintf(stderr, "civicflow serve: %s\n", port.error().message.c_str());
+        return 2;
+    }
+
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    bool drained = true;
+    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+        if (ec)
+            return;
+        Logger::log(
+            LogLevel::kInfo,
+            {},
+            "shutdown",
+            std::string("signal=") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
+                " timeout_ms=" + std::to_string(config.shutdown_timeout.count())
+        );
+        http.drain(config.shutdown_timeout, [&](bool clean) {
+            Logger::log(LogLevel::kInfo, {}, "stopped", clean ? "drained=true" : "drained=false");
+            drained = clean;
+            backends.close_idle();
+            ioc.stop();
+        });
+    });
+    http.start();
+
+    // The one line tests and scripts wait for: the bound address (port 0 resolved).
+    const bool ipv6 = config.listen_host.find(':') != std::string::npos;
+    std::printf(
+        "listening on %s%s%s:%u\n",
+        ipv6 ? "[" : "",
+        config.listen_host.c_str(),
+        ipv6 ? "]" : "",
+        static_cast<unsigned>(*port)
+    );
+    std::fflush(stdout);
+    Logger::log(
+        LogLevel::kInfo,
+        {},
+        "started",
+        "port=" + std::to_string(*port) + " threads=" + std::to_string(config.threads) +
+            " flows=" + std::to_string(loaded.flows->flows.size())
+    );
+
+    std::vector<std::thread> threads;
+    for (int i = 1; i < config.threads; ++i)
+        threads.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& t : threads)
+        t.join();
+    if (!drained) {
+        // Past the drain deadline some coroutines are still suspended (a backend call that
+        // outlived its own timeout would be a bug, but a stuck store is possible); destroying
+        // them after the objects they reference is unsafe, so leave without destructors.
+        std::fflush(stdout);
+        std::_Exit(0);
+    }
+    return 0;
 }
 
 }  // namespace civicflow::cli

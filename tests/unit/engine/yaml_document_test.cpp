@@ -1,1 +1,294 @@
+#include <chrono>
+#include <string>
+
 #include <doctest/doctest.h>
+
+#include <civicflow/engine/yaml_document.hpp>
+
+using civicflow::engine::Diagnostics;
+using civicflow::engine::format_text;
+using civicflow::engine::SourceCache;
+namespace yaml = civicflow::engine::yaml;
+
+namespace {
+
+/// Parses and returns the diagnostics as text, for assertions on the full output.
+std::string errors_of(const std::string& text, const yaml::Limits& limits = {}) {
+    Diagnostics diags;
+    const auto doc = yaml::parse("f.yaml", text, diags, limits);
+    CHECK(doc.root.has_value() == diags.empty());
+    SourceCache sources;
+    sources.put("f.yaml", text);
+    return format_text(diags, sources, false);
+}
+
+std::string repeat(std::string_view piece, int times) {
+    std::string out;
+    out.reserve(piece.size() * static_cast<std::size_t>(times));
+    for (int i = 0; i < times; ++i) {
+        out += piece;
+    }
+    return out;
+}
+
+/// The billion-laughs document: each level repeats the previous one ten times.
+std::string alias_bomb(int levels) {
+    std::string text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+    for (int i = 1; i <= levels; ++i) {
+        const std::string prev = "*a" + std::to_string(i - 1);
+        text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+        for (int j = 1; j < 10; ++j) {
+            text += ", " + prev;
+        }
+        text += "]\n";
+    }
+    return text;
+}
+
+}  // namespace
+
+TEST_SUITE("engine/yaml_document") {
+    TEST_CASE("a mapping keeps keys in order with 1-based positions") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "a: 1\nb:\n  - x\n  - \"y\"\n", diags);
+        REQUIRE(diags.empty());
+        REQUIRE(doc.root);
+        const yaml::Node& root = *doc.root;
+        CHECK(root.is_map());
+        CHECK(root.line == 1);
+        CHECK(root.column == 1);
+        REQUIRE(root.entries.size() == 2);
+        CHECK(root.entries[0].first.scalar == "a");
+        CHECK(root.entries[0].second.scalar == "1");
+        CHECK(root.entries[0].second.column == 4);
+        const yaml::Node* b = root.find("b");
+        REQUIRE(b != nullptr);
+        CHECK(b->is_sequence());
+        REQUIRE(b->items.size() == 2);
+        CHECK(b->items[0].line == 3);
+        CHECK(b->items[0].column == 5);
+        CHECK_FALSE(b->items[0].quoted);
+        CHECK(b->items[1].quoted);
+        CHECK(root.find("c") == nullptr);
+    }
+
+    TEST_CASE("quoted and block scalars are marked quoted, plain ones are not") {
+        Diagnostics diags;
+        const auto doc = yaml::parse(
+            "f.yaml", "a: yes\nb: 'yes'\nc: \"yes\"\nd: |\n  yes\ne: !!str yes\n", diags
+        );
+        REQUIRE(doc.root);
+        CHECK_FALSE(doc.root->find("a")->quoted);
+        CHECK(doc.root->find("b")->quoted);
+        CHECK(doc.root->find("c")->quoted);
+        CHECK(doc.root->find("d")->quoted);
+        CHECK(doc.root->find("e")->quoted);
+    }
+
+    TEST_CASE("columns count characters, not bytes") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "शुल्क: [फीस, x]\n", diags);
+        REQUIRE(doc.root);
+        const yaml::Node& list = doc.root->entries[0].second;
+        CHECK(list.column == 8);
+        CHECK(list.items[1].column == 14);
+    }
+
+    TEST_CASE("duplicate keys are kept for the checker") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "a: 1\na: 2\n", diags);
+        REQUIRE(doc.root);
+        REQUIRE(doc.root->entries.size() == 2);
+        CHECK(doc.root->entries[1].first.line == 2);
+        CHECK(doc.root->find("a")->scalar == "1");
+    }
+
+    TEST_CASE("an empty value is located at its key") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "a:\nb: 1\n", diags);
+        REQUIRE(doc.root);
+        const yaml::Node* a = doc.root->find("a");
+        CHECK(a->is_null());
+        CHECK(a->line == 1);
+        CHECK(a->kind_name() == "nothing");
+    }
+
+    TEST_CASE("an empty file is an empty document") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "# only a comment\n", diags);
+        REQUIRE(doc.root);
+        CHECK(doc.root->is_null());
+        CHECK(diags.empty());
+    }
+
+    TEST_CASE("aliases are expanded as copies located at the alias") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "base: &b { x: 1 }\ncopy: *b\n", diags);
+        REQUIRE(doc.root);
+        const yaml::Node* copy = doc.root->find("copy");
+        REQUIRE(copy->is_map());
+        CHECK(copy->find("x")->scalar == "1");
+        CHECK(copy->line == 2);
+        CHECK(copy->column == 7);
+    }
+
+    TEST_CASE("a syntax error is E100 with yaml-cpp's message at its mark") {
+        CHECK(
+            errors_of("a: [1, 2\nb: 3\n") ==
+            "f.yaml:2:2: error[E100]: invalid YAML: end of sequence flow not found\n"
+            "    2 | b: 3\n"
+            "      |  ^\n"
+        );
+    }
+
+    TEST_CASE("an unknown alias is E100") {
+        CHECK(
+            errors_of("a: *nope\n") ==
+            "f.yaml:1:4: error[E100]: invalid YAML: the referenced anchor is not defined\n"
+            "    1 | a: *nope\n"
+            "      |    ^\n"
+        );
+    }
+
+    TEST_CASE("a second document is E100") {
+        CHECK(
+            errors_of("a: 1\n---\nb: 2\n") ==
+            "f.yaml:2:1: error[E100]: only one YAML document per file\n"
+            "    2 | ---\n"
+            "      | ^\n"
+            "  hint: remove the '---' line, or put the second document in its own file\n"
+        );
+    }
+
+    TEST_CASE("an alias inside its own anchor is an alias cycle") {
+        CHECK(
+            errors_of("a: &x [1, *x]\n") ==
+            "f.yaml:1:11: error[E107]: alias '*x' refers to a node that contains it (alias "
+            "cycle)\n"
+            "    1 | a: &x [1, *x]\n"
+            "      |           ^\n"
+            "  hint: an alias may only repeat a node that is already complete\n"
+        );
+    }
+
+    TEST_CASE("the billion laughs bomb stops at the node budget quickly") {
+        const auto start = std::chrono::steady_clock::now();
+        const std::string out = errors_of(alias_bomb(9));
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        // a4 alone is 111,111 nodes; keeping it for later aliases crosses the budget.
+        CHECK(
+            out ==
+            "f.yaml:5:5: error[E107]: alias expansion too large: the document would have "
+            "more than 200000 nodes\n"
+            "    5 | a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n"
+            "      |     ^\n"
+            "  hint: repeat fewer nodes through aliases\n"
+        );
+        CHECK(elapsed < std::chrono::seconds(5));
+    }
+
+    TEST_CASE("a smaller budget catches a smaller bomb") {
+        yaml::Limits limits;
+        limits.max_nodes = 50;
+        CHECK(
+            errors_of(alias_bomb(1), limits) ==
+            "f.yaml:2:20: error[E107]: alias expansion too large: the document would have "
+            "more than 50 nodes\n"
+            "    2 | a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n"
+            "      |                    ^\n"
+            "  hint: repeat fewer nodes through aliases\n"
+        );
+    }
+
+    TEST_CASE("aliases cannot build nesting deeper than the limit") {
+        yaml::Limits limits;
+        limits.max_depth = 3;
+        const std::string text = "a: &a [[1]]\nb: [*a]\n";
+        Diagnostics diags;
+        CHECK(yaml::parse("f.yaml", text, diags, limits).root == std::nullopt);
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].code == "E106");
+        CHECK(diags.items()[0].location.line == 2);
+    }
+
+    TEST_CASE("nesting deeper than the limit is E106 at the first level too deep") {
+        CHECK(
+            errors_of(repeat("[", 70) + repeat("]", 70) + "\n") ==
+            "f.yaml:1:65: error[E106]: nesting too deep: more than 64 levels of mappings and "
+            "lists\n"
+            "    1 | " +
+                repeat("[", 70) + repeat("]", 70) +
+                "\n"
+                "      | " +
+                repeat(" ", 64) +
+                "^\n"
+                "  hint: flows need only a few levels; check for a runaway '[' or '{'\n"
+        );
+    }
+
+    TEST_CASE("10,000 levels of flow nesting are refused without crashing") {
+        for (const char* open : {"[", "{a: "}) {
+            const std::string close = std::string(open) == "[" ? "]" : "}";
+            Diagnostics diags;
+            const auto doc =
+                yaml::parse("f.yaml", repeat(open, 10000) + "1" + repeat(close, 10000), diags);
+            CHECK_FALSE(doc.root);
+            REQUIRE(diags.items().size() == 1);
+            CHECK(diags.items()[0].code == "E106");
+        }
+    }
+
+    TEST_CASE("10,000 levels of block nesting are refused without crashing") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", repeat("- ", 10000) + "x\n", diags);
+        CHECK_FALSE(doc.root);
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].code == "E106");
+        CHECK(diags.items()[0].location.column == 129);
+
+        std::string mapping;
+        for (int i = 0; i < 2000; ++i) {
+            mapping += repeat(" ", i) + "k:\n";
+        }
+        Diagnostics map_diags;
+        CHECK_FALSE(yaml::parse("f.yaml", mapping, map_diags).root);
+        REQUIRE(map_diags.items().size() == 1);
+        CHECK(map_diags.items()[0].code == "E106");
+        CHECK(map_diags.items()[0].location.line == 65);
+    }
+
+    TEST_CASE("a file over the byte limit is refused before parsing") {
+        // 50 MB of valid YAML: parsing it would be slow and large; the size check is instant.
+        const std::string big = repeat("key: value\n", 50 * 1024 * 1024 / 11);
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(
+            errors_of(big) ==
+            "f.yaml: error[E108]: file too large: more than 4194304 bytes\n"
+            "  hint: split the flows into several files\n"
+        );
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+    }
+
+    TEST_CASE("a document with more nodes than the budget is E108") {
+        yaml::Limits limits;
+        limits.max_nodes = 10;
+        CHECK(
+            errors_of("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n", limits) ==
+            "f.yaml:1:29: error[E108]: document too large: more than 10 nodes\n"
+            "    1 | [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n"
+            "      |                             ^\n"
+            "  hint: split the flows into several files\n"
+        );
+    }
+
+    TEST_CASE("kind names read well in messages") {
+        yaml::Node n;
+        CHECK(n.kind_name() == "nothing");
+        n.kind = yaml::Kind::kScalar;
+        CHECK(n.kind_name() == "a text value");
+        n.kind = yaml::Kind::kSequence;
+        CHECK(n.kind_name() == "a list");
+        n.kind = yaml::Kind::kMap;
+        CHECK(n.kind_name() == "a mapping");
+    }
+}

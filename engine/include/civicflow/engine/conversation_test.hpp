@@ -2,14 +2,14 @@
 /// a fake clock. Used by `civicflow test` and by ctest.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/flow.hpp>
-#include <civicflow/engine/loader.hpp>
-
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/flow.hpp>
+#include <civicflow/engine/loader.hpp>
 
 namespace civicflow::engine {
 
@@ -31,10 +31,13 @@ struct ConversationRun {
 };
 
 /// Parses and runs every test in `test_files` against `flows`.
-ConversationRun run_conversation_tests(const FlowSet& flows, const std::vector<SourceFile>& test_files);
+ConversationRun run_conversation_tests(
+    const FlowSet& flows, const std::vector<SourceFile>& test_files
+);
 
 /// (flow, state) pairs of `flows` that `run` never entered, sorted.
-std::vector<std::pair<std::string, std::string>> uncovered_states(const FlowSet& flows,
-                                                                  const ConversationRun& run);
+std::vector<std::pair<std::string, std::string>> uncovered_states(
+    const FlowSet& flows, const ConversationRun& run
+);
 
 }  // namespace civicflow::engine

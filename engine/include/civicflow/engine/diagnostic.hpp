@@ -30,17 +30,31 @@ struct Diagnostic {
 /// Collects diagnostics across every layer of a check so all problems are reported in one run.
 class Diagnostics {
 public:
-    void error(std::string code, SourceLocation loc, std::string message, std::string hint = {},
-               int length = 1);
-    void warning(std::string code, SourceLocation loc, std::string message,
-                 std::string hint = {}, int length = 1);
+    void error(
+        std::string code,
+        SourceLocation loc,
+        std::string message,
+        std::string hint = {},
+        int length = 1
+    );
+    void warning(
+        std::string code,
+        SourceLocation loc,
+        std::string message,
+        std::string hint = {},
+        int length = 1
+    );
+
     void add(Diagnostic d) { items_.push_back(std::move(d)); }
+
     void append(const Diagnostics& other);
 
     const std::vector<Diagnostic>& items() const { return items_; }
+
     bool has_errors() const;
     int error_count() const;
     int warning_count() const;
+
     bool empty() const { return items_.empty(); }
 
     /// Orders by file, line, column, then code, so output is stable.

@@ -1,6 +1,10 @@
 /// The turn function: (flows, session, input, now) -> replies, new session, effects. Pure.
 #pragma once
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <civicflow/engine/flow.hpp>
 #include <civicflow/engine/turn.hpp>
 
@@ -14,5 +18,19 @@ inline constexpr int kMaxStepsPerTurn = 64;
 /// content problems (they become events). `now` is milliseconds since the epoch.
 /// Thread-safe: `flows` is only read.
 Turn turn(const FlowSet& flows, const Session& session, const Input& input, Timestamp now);
+
+/// The (flow, state) pairs entered during a turn, in order: for test coverage and debugging.
+struct TurnTrace {
+    std::vector<std::pair<std::string, std::string>> entered;
+};
+
+/// As turn(), also recording the states entered into `trace` (may be null).
+Turn turn(
+    const FlowSet& flows,
+    const Session& session,
+    const Input& input,
+    Timestamp now,
+    TurnTrace* trace
+);
 
 }  // namespace civicflow::engine

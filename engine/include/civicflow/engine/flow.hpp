@@ -1,11 +1,6 @@
 /// The flow model: what a YAML flow file means once loaded and checked. Immutable after load.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/matcher.hpp>
-#include <civicflow/engine/template.hpp>
-#include <civicflow/engine/validator.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +8,11 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/matcher.hpp>
+#include <civicflow/engine/template.hpp>
+#include <civicflow/engine/validator.hpp>
 
 namespace civicflow::engine {
 
@@ -25,6 +25,7 @@ struct Target {
     int state_index = -1;  // resolved index into Flow::states
     int flow_index = -1;   // resolved index into FlowSet::flows
     SourceLocation location;
+
     bool empty() const { return state.empty(); }
 };
 
@@ -57,8 +58,8 @@ struct Route {
 ///   otherwise: { say: "Please pick a number from the menu.", retry: 2, then: help }
 struct Otherwise {
     LocalizedText say;
-    int retry = 2;   // re-prompts before `then` is taken
-    Target then;     // empty: keep re-prompting
+    int retry = 2;  // re-prompts before `then` is taken
+    Target then;    // empty: keep re-prompting
 };
 
 /// Fills a slot from the citizen's answer.
@@ -120,8 +121,8 @@ struct State {
     LocalizedText say;
     std::optional<Media> media;
     std::vector<std::pair<std::string, Template>> set;  // set: { category: "water" }
-    std::string language;                                // language: hi   (switches the session)
-    LocalizedText help;                                  // help: shown by the help command here
+    std::string language;                               // language: hi   (switches the session)
+    LocalizedText help;                                 // help: shown by the help command here
     // kind-specific
     LocalizedText menu_text;       // the menu's own text (defaults to `say`)
     std::vector<MenuOption> menu;  // kMenu
@@ -132,6 +133,7 @@ struct State {
     std::vector<Route> routes;     // kMenu and kFreeText: free-text routes
     std::shared_ptr<const TextMatcher> route_matcher;
     std::optional<Otherwise> otherwise;
+
     bool waits() const {
         return kind == StateKind::kMenu || kind == StateKind::kAsk || kind == StateKind::kFreeText;
     }
@@ -147,6 +149,7 @@ struct FaqEntry {
     MatchRule rule;
     LocalizedText answer;
     SourceLocation location;
+    Target target;  // goto: some_state   (empty: back to where the citizen was)
 };
 
 /// One flow file.
@@ -179,7 +182,8 @@ struct Flow {
 };
 
 /// The global commands; each pre-empts any state when the whole message is one of its words.
-enum class Command { kMenu, kHelp, kBack, kLanguage, kStop, kStart, kAgent, kErase };
+/// kSkip is not global: its words answer an `optional: true` ask with "no answer".
+enum class Command { kMenu, kHelp, kBack, kLanguage, kStop, kStart, kAgent, kErase, kSkip };
 
 /// Helpline-wide settings, from the file whose top key is `helpline:` (one per directory).
 ///   version: 1
@@ -205,7 +209,8 @@ struct Helpline {
     // message key -> text: fallback, expired, resume, restart, stopped, started, agent, help,
     // language_prompt, wait, ended, skip_words, erase_confirm, erased, erase_cancelled, error
     std::vector<std::pair<std::string, LocalizedText>> messages;
-    std::vector<std::pair<std::string, std::string>> language_labels;  // language_names: { en: English, hi: हिन्दी }
+    std::vector<std::pair<std::string, std::string>>
+        language_labels;  // language_names: { en: English, hi: हिन्दी }
 
     const LocalizedText* message(std::string_view key) const;
 };

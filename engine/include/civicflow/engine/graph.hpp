@@ -1,9 +1,9 @@
 /// Drawing a flow: Mermaid stateDiagram-v2 or Graphviz DOT.
 #pragma once
 
-#include <civicflow/engine/flow.hpp>
-
 #include <string>
+
+#include <civicflow/engine/flow.hpp>
 
 namespace civicflow::engine {
 

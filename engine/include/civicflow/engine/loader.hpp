@@ -1,13 +1,13 @@
 /// Loading and checking flows: a directory or a set of files -> FlowSet + all diagnostics.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/flow.hpp>
-
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/flow.hpp>
 
 namespace civicflow::engine {
 

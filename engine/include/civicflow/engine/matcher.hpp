@@ -2,9 +2,6 @@
 /// compiled once at load time into word indexes and one RE2::Set.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/regex.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +10,9 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/regex.hpp>
 
 namespace civicflow::engine {
 
@@ -66,13 +66,15 @@ class TextMatcher {
 public:
     /// Compiles `rules`. Invalid patterns are reported as E301 (with RE2's reason) into `diags`
     /// and left out; the rest still compile.
-    static std::shared_ptr<const TextMatcher> build(const std::vector<MatchRule>& rules,
-                                                    const Synonyms& synonyms, Diagnostics& diags);
+    static std::shared_ptr<const TextMatcher> build(
+        const std::vector<MatchRule>& rules, const Synonyms& synonyms, Diagnostics& diags
+    );
 
     /// Matches a message. `raw` is the text as received (patterns see it with Indian digits read as
     /// ASCII); `normalized` is normalize(raw). Only terms of `lang` or of every language count.
-    std::optional<MatchResult> match(std::string_view raw, std::string_view normalized,
-                                     std::string_view lang) const;
+    std::optional<MatchResult> match(
+        std::string_view raw, std::string_view normalized, std::string_view lang
+    ) const;
 
     std::size_t rule_count() const { return rule_count_; }
 

@@ -1,13 +1,13 @@
 /// Regular expressions in RE2 syntax behind our own types (RE2 stays in one source file).
 #pragma once
 
-#include <civicflow/engine/result.hpp>
-
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/result.hpp>
 
 namespace civicflow::engine {
 
@@ -25,7 +25,8 @@ public:
     bool full_match(std::string_view text) const;
     /// Searches `text`; on a match appends (group name, captured text) for every named group that
     /// took part and returns true.
-    bool search(std::string_view text, std::vector<std::pair<std::string, std::string>>* captures) const;
+    bool search(std::string_view text, std::vector<std::pair<std::string, std::string>>* captures)
+        const;
     /// Named groups of the pattern, in order.
     std::vector<std::string> group_names() const;
     const std::string& pattern() const;

@@ -19,18 +19,30 @@ struct Error {
 template <typename T>
 class Result {
 public:
-    Result(T value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit like expected
-    Result(Error error) : data_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+    Result(T value)
+        : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit like expected
+
+    Result(Error error)
+        : data_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
     bool has_value() const { return data_.index() == 0; }
+
     explicit operator bool() const { return has_value(); }
+
     T& value() & { return std::get<0>(data_); }
+
     const T& value() const& { return std::get<0>(data_); }
+
     T&& value() && { return std::get<0>(std::move(data_)); }
+
     T& operator*() & { return value(); }
+
     const T& operator*() const& { return value(); }
+
     T* operator->() { return &value(); }
+
     const T* operator->() const { return &value(); }
+
     const Error& error() const { return std::get<1>(data_); }
 
 private:

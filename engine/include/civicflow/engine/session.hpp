@@ -1,13 +1,13 @@
 /// A citizen's conversation state: a small value with a versioned JSON encoding.
 #pragma once
 
-#include <civicflow/engine/result.hpp>
-#include <civicflow/engine/template.hpp>
-#include <civicflow/engine/validator.hpp>
-
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include <civicflow/engine/result.hpp>
+#include <civicflow/engine/template.hpp>
+#include <civicflow/engine/validator.hpp>
 
 namespace civicflow::engine {
 
@@ -27,6 +27,7 @@ enum class Waiting {
 struct Frame {
     std::string flow;
     std::string state;
+    bool operator==(const Frame&) const = default;
 };
 
 /// Everything the engine needs to continue a citizen's conversation. Plain value; copyable.
@@ -35,7 +36,7 @@ struct Session {
     std::string state;  // current state id
     std::string lang;   // the citizen's language
     Waiting waiting = Waiting::kNothing;
-    int attempts = 0;   // wrong answers so far in the current ask/menu
+    int attempts = 0;  // wrong answers so far in the current ask/menu
     int faq_returns = 0;
     Slots slots;
     std::vector<Frame> stack;    // sub-flow return points, innermost last

@@ -1,12 +1,12 @@
 /// Text templates: "File {{ ref | upper }} updated {{ updated | date: \"DD Mon YYYY\" }}".
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
 
 namespace civicflow::engine {
 
@@ -54,7 +54,9 @@ public:
     std::vector<std::string> required_slots() const;
     /// Every slot name read.
     std::vector<std::string> all_slots() const;
+
     const std::string& source() const { return source_; }
+
     bool is_plain() const { return parts_.size() <= 1 && (parts_.empty() || !parts_[0].is_slot); }
 
 private:
@@ -74,17 +76,26 @@ public:
     };
 
     LocalizedText() = default;
-    explicit LocalizedText(std::vector<Variant> variants) : variants_(std::move(variants)) {}
+
+    explicit LocalizedText(std::vector<Variant> variants)
+        : variants_(std::move(variants)) {}
 
     /// The text for `lang`, else for `fallback` (the flow's default language), else the first.
     /// Returns nullptr only when there are no variants.
     const Template* pick(std::string_view lang, std::string_view fallback) const;
+
     const std::vector<Variant>& variants() const { return variants_; }
+
     bool empty() const { return variants_.empty(); }
+
     bool has(std::string_view lang) const;
     /// Convenience: pick and render; "" when empty.
-    std::string render(std::string_view lang, std::string_view fallback, const Slots& slots,
-                       std::vector<std::string>* missing = nullptr) const;
+    std::string render(
+        std::string_view lang,
+        std::string_view fallback,
+        const Slots& slots,
+        std::vector<std::string>* missing = nullptr
+    ) const;
 
 private:
     std::vector<Variant> variants_;

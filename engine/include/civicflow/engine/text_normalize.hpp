@@ -27,6 +27,14 @@ std::size_t utf8_length(std::string_view text);
 /// True when `text` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 
+/// Simple lower-casing of ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic letters; every
+/// other character (and invalid bytes) is kept as is. Used by the template filter `lower`.
+std::string to_lower(std::string_view text);
+
+/// The inverse of to_lower for the same scripts (no length-changing mappings: "ß" stays).
+/// Used by the template filter `upper`.
+std::string to_upper(std::string_view text);
+
 /// Damerau-Levenshtein distance over code points, but stops early: returns limit + 1 as soon as
 /// the distance is known to exceed `limit`.
 int edit_distance(std::string_view a, std::string_view b, int limit);

@@ -1,12 +1,12 @@
 /// One turn of the engine: its input and what it produced.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/session.hpp>
-
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/session.hpp>
 
 namespace civicflow::engine {
 
@@ -15,8 +15,8 @@ struct CallResult {
     enum class Outcome { kResponse, kTimeout, kError };
     std::string call_id;  // must equal Session::pending_call
     Outcome outcome = Outcome::kResponse;
-    int status = 0;       // HTTP status when kResponse
-    std::string body;     // JSON body when kResponse
+    int status = 0;    // HTTP status when kResponse
+    std::string body;  // JSON body when kResponse
 };
 
 /// Media sent by the citizen (e.g. a grievance photo).
@@ -46,6 +46,7 @@ struct Input {
 struct MenuItem {
     std::string id;
     std::string title;
+    bool operator==(const MenuItem&) const = default;
 };
 
 struct Reply {
@@ -71,8 +72,8 @@ struct BackendCall {
 struct Effect {
     enum class Kind { kBackendCall, kHandoff, kOptOut, kOptIn, kErase };
     Kind kind = Kind::kBackendCall;
-    BackendCall call;     // kBackendCall
-    std::string reason;   // kHandoff: flow/state the citizen was in
+    BackendCall call;    // kBackendCall
+    std::string reason;  // kHandoff: flow/state the citizen was in
 };
 
 /// A runtime content event (R4xx/R5xx): logged for operators, never shown to citizens.

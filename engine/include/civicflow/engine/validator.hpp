@@ -1,15 +1,15 @@
 /// Validators of `ask` answers: pattern, date, integer range, one-of, Indian mobile, PIN code.
 #pragma once
 
-#include <civicflow/engine/regex.hpp>
-#include <civicflow/engine/template.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <civicflow/engine/regex.hpp>
+#include <civicflow/engine/template.hpp>
 
 namespace civicflow::engine {
 
@@ -50,7 +50,7 @@ struct Validator {
     bool max_is_today = false;             // kDate: `max: today`
     std::optional<std::int64_t> min_int;   // kInteger
     std::optional<std::int64_t> max_int;   // kInteger
-    std::vector<std::string> one_of;      // kOneOf: normalized choices
+    std::vector<std::string> one_of;       // kOneOf: choices as authored (compared normalized)
     LocalizedText error;
     SourceLocation location;
 

@@ -2,8 +2,6 @@
 /// expanded under a budget. The only door to yaml-cpp; the server's config goes through it too.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -11,6 +9,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
 
 namespace civicflow::engine::yaml {
 
@@ -24,13 +24,17 @@ struct Node {
     int column = 0;  // 1-based
     std::string scalar;
     bool quoted = false;
-    std::vector<Node> items;                       // kSequence
-    std::vector<std::pair<Node, Node>> entries;    // kMap: key node, value node
+    std::vector<Node> items;                     // kSequence
+    std::vector<std::pair<Node, Node>> entries;  // kMap: key node, value node
 
     bool is_null() const { return kind == Kind::kNull; }
+
     bool is_scalar() const { return kind == Kind::kScalar; }
+
     bool is_sequence() const { return kind == Kind::kSequence; }
+
     bool is_map() const { return kind == Kind::kMap; }
+
     /// The value of the first entry whose key is `key`, or nullptr.
     const Node* find(std::string_view key) const;
     /// "a mapping", "a list", "a text value" or "nothing": for messages.
@@ -40,8 +44,8 @@ struct Node {
 /// Limits that make pathological input an error instead of a crash, hang or memory blow-up.
 struct Limits {
     std::size_t max_bytes = 4U * 1024U * 1024U;  // larger files are refused before parsing
-    int max_depth = 64;                           // nesting of maps and lists
-    std::size_t max_nodes = 200000;               // after alias expansion (alias bombs)
+    int max_depth = 64;                          // nesting of maps and lists
+    std::size_t max_nodes = 200000;              // after alias expansion (alias bombs)
 };
 
 /// A parsed file: the root node (null when parsing failed) and what went wrong.
@@ -52,7 +56,8 @@ struct Document {
 
 /// Parses `text` (the contents of `file`). Errors (E100 syntax, E106 too deep, E107 alias
 /// problems, E108 too large) are appended to `diags`; on any of them `root` is empty.
-Document parse(const std::string& file, std::string_view text, Diagnostics& diags,
-               const Limits& limits = {});
+Document parse(
+    const std::string& file, std::string_view text, Diagnostics& diags, const Limits& limits = {}
+);
 
 }  // namespace civicflow::engine::yaml

@@ -1,0 +1,66 @@
+/// The HTTP/1.1 listener: accepts connections and routes /v1/messages, /healthz and /readyz.
+#pragma once
+
+#include <civicflow/engine/result.hpp>
+#include <civicflow/server/config.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace civicflow::server {
+
+class MessageService;
+class Store;
+
+/// Async Beast server in the C++20 coroutine style (one coroutine reads requests, one writes
+/// responses, one per request handles it; all of a connection on its own strand).
+///
+/// Keep-alive and pipelining: up to `limits.pipeline` requests of one connection are read and
+/// handled ahead of their responses, which are written strictly in request order. Every read
+/// has a timeout (`idle_timeout` before a request's first byte, `read_timeout` until its last),
+/// every parser a header and body limit (431 and 413), the listener a connection cap (503 and
+/// close). A handler that throws becomes a 500 carrying the request id; errors are logged once,
+/// with the request id and no personal data. end_of_stream is a normal close.
+///
+/// Thread-safe; run the io_context on as many threads as wanted.
+class HttpServer {
+public:
+    struct Options {
+        Limits limits;
+        bool access_log = false;
+    };
+
+    HttpServer(boost::asio::any_io_executor executor, Options options, MessageService& service,
+               Store& store);
+    ~HttpServer();
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    /// Binds and listens; returns the bound port (useful with port 0). Error code "listen".
+    engine::Result<std::uint16_t> listen(const std::string& host, std::uint16_t port);
+
+    /// Starts accepting. Call once, after listen().
+    void start();
+
+    /// Graceful drain: stops accepting, lets connections finish the requests they have read
+    /// (their last response carries Connection: close), closes idle ones, and waits for every
+    /// message in flight (backend calls included). Calls `done(true)` when all is finished, or
+    /// force-closes what is left and calls `done(false)` after `timeout`. Thread-safe; call once.
+    void drain(std::chrono::milliseconds timeout, std::function<void(bool clean)> done);
+
+    /// Open connections.
+    std::size_t connections() const;
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace civicflow::server

@@ -1,0 +1,361 @@
+#include "http_connection.hpp"
+
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/message_api.hpp>
+#include <civicflow/server/message_service.hpp>
+#include <civicflow/server/store.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <chrono>
+#include <exception>
+#include <string_view>
+
+namespace civicflow::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kReadChunk = 4096;
+
+bool quiet_close(const beast::error_code& ec) {
+    // The client went away or stayed silent: normal life of a keep-alive connection.
+    return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+           ec == asio::error::operation_aborted || ec == beast::error::timeout ||
+           ec == asio::error::connection_reset || ec == asio::error::eof ||
+           ec == asio::error::broken_pipe || ec == asio::error::not_connected ||
+           ec == asio::error::bad_descriptor;
+}
+
+HttpResponse json_response(unsigned status, std::string body, unsigned version,
+                           std::string_view request_id) {
+    HttpResponse res{static_cast<http::status>(status), version};
+    res.set(http::field::server, "civicflow");
+    res.set(http::field::content_type, "application/json");
+    if (!request_id.empty()) res.set("X-Request-Id", request_id);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+}
+
+std::string_view path_of(std::string_view target) {
+    const auto q = target.find('?');
+    return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+std::uint64_t ServerContext::add(const std::shared_ptr<HttpConnection>& c) {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t id = next_id_++;
+    connections_.emplace(id, c);
+    return id;
+}
+
+void ServerContext::remove(std::uint64_t id) {
+    std::lock_guard lock(mutex_);
+    connections_.erase(id);
+}
+
+std::size_t ServerContext::count() const {
+    std::lock_guard lock(mutex_);
+    return connections_.size();
+}
+
+std::vector<std::shared_ptr<HttpConnection>> ServerContext::snapshot() const {
+    std::vector<std::shared_ptr<HttpConnection>> out;
+    std::lock_guard lock(mutex_);
+    out.reserve(connections_.size());
+    for (const auto& [id, weak] : connections_) {
+        if (auto c = weak.lock()) out.push_back(std::move(c));
+    }
+    return out;
+}
+
+asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req) {
+    const auto started = std::chrono::steady_clock::now();
+    std::string rid;
+    if (auto it = req.find("X-Request-Id"); it != req.end() && is_valid_request_id(it->value())) {
+        rid = std::string(it->value());
+    } else {
+        rid = new_request_id();
+    }
+    const unsigned version = req.version();
+    const std::string_view path = path_of(req.target());
+    const http::verb method = req.method();
+    std::string_view route = "unknown";
+    ApiReply reply;
+    const char* allow = nullptr;
+    try {
+        if (path == "/v1/messages") {
+            route = "messages";
+            if (method == http::verb::post) {
+                reply = co_await ctx.service.handle(std::move(req.body()), rid);
+            } else {
+                allow = "POST";
+            }
+        } else if (path == "/healthz") {
+            route = "healthz";
+            if (method == http::verb::get || method == http::verb::head) {
+                reply = ApiReply{200, R"({"status":"ok"})"};
+            } else {
+                allow = "GET, HEAD";
+            }
+        } else if (path == "/readyz") {
+            route = "readyz";
+            if (method == http::verb::get || method == http::verb::head) {
+                if (ctx.draining.load()) {
+                    reply = ApiReply{503, encode_error("not_ready", "the server is shutting down",
+                                                       rid)};
+                } else {
+                    auto ping = co_await ctx.store.ping();
+                    reply = ping ? ApiReply{200, R"({"status":"ready"})"}
+                                 : ApiReply{503, encode_error("not_ready",
+                                                              "the session store is unreachable",
+                                                              rid)};
+                }
+            } else {
+                allow = "GET, HEAD";
+            }
+        } else {
+            reply = ApiReply{404, encode_error("not_found", "no such endpoint", rid)};
+        }
+        if (allow != nullptr) {
+            reply = ApiReply{405, encode_error("method_not_allowed",
+                                               std::string("this endpoint accepts ") + allow, rid)};
+        }
+    } catch (const std::exception& e) {
+        // A bug, not a client error: one log line (no personal data: e.what() of our own code
+        // and of the libraries we call never includes message text) and a 500 with the id.
+        Logger::log(LogLevel::kError, rid, "handler_exception",
+                    std::string("route=") + std::string(route) + " what=\"" + e.what() + "\"");
+        reply = ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
+    }
+    HttpResponse res = json_response(reply.status, std::move(reply.body), version, rid);
+    if (allow != nullptr) res.set(http::field::allow, allow);
+    if (method == http::verb::head) {
+        // HEAD: same headers, no body.
+        res.body().clear();
+        res.content_length(0);
+    }
+    if (ctx.access_log) {
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count();
+        Logger::log(LogLevel::kInfo, rid, "request",
+                    "route=" + std::string(route) + " status=" + std::to_string(reply.status) +
+                        " us=" + std::to_string(us));
+    }
+    co_return res;
+}
+
+HttpConnection::HttpConnection(asio::ip::tcp::socket socket, std::shared_ptr<ServerContext> ctx)
+    : stream_(std::move(socket)),
+      ctx_(std::move(ctx)),
+      reader_wake_(stream_.get_executor()),
+      writer_wake_(stream_.get_executor()) {}
+
+HttpConnection::~HttpConnection() {
+    if (id_ != 0) ctx_->remove(id_);
+}
+
+void HttpConnection::start() {
+    id_ = ctx_->add(shared_from_this());
+    beast::error_code ec;
+    stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    auto on_done = [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            Logger::log(LogLevel::kError, {}, "connection_exception",
+                        std::string("what=\"") + ex.what() + "\"");
+        }
+    };
+    asio::co_spawn(stream_.get_executor(), read_loop(), on_done);
+    asio::co_spawn(stream_.get_executor(), write_loop(), on_done);
+}
+
+void HttpConnection::drain() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+        self->draining_ = true;
+        if (self->idle_) {
+            // Waiting for a next request that will not be served: end the read (the kernel
+            // reports end of stream to the pending read), leave writes untouched.
+            beast::error_code ec;
+            self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
+        }
+        self->reader_wake_.cancel();
+        self->writer_wake_.cancel();
+    });
+}
+
+void HttpConnection::force_close() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+}
+
+asio::awaitable<void> HttpConnection::wait(asio::steady_timer& timer) {
+    // A timer used as a condition variable: notify() is timer.cancel(); callers re-check their
+    // condition in a loop. All on the strand, so no wake-up can be lost between check and wait.
+    timer.expires_at(asio::steady_timer::time_point::max());
+    co_await timer.async_wait(kTuple);
+}
+
+void HttpConnection::push_error(unsigned status, const char* code, const char* message) {
+    const std::string rid = new_request_id();
+    Logger::log(LogLevel::kInfo, rid, "bad_request",
+                std::string("status=") + std::to_string(status) + " code=" + code);
+    auto p = std::make_shared<Pending>();
+    p->keep_alive = false;
+    p->response = json_response(status, encode_error(code, message, rid), 11, rid);
+    queue_.push_back(std::move(p));
+    writer_wake_.cancel();
+}
+
+void HttpConnection::on_read_error(const beast::error_code& ec) {
+    if (ec == http::error::body_limit) {
+        push_error(413, "body_too_large", "the request body is over the size limit");
+    } else if (ec == http::error::header_limit) {
+        push_error(431, "headers_too_large", "the request headers are over the size limit");
+    } else if (quiet_close(ec)) {
+        // Nothing to answer: the peer left, went quiet past a timeout, or we are closing.
+    } else if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+        push_error(400, "invalid_http", "the request is not valid HTTP/1.1");
+    } else {
+        Logger::log(LogLevel::kWarn, {}, "read_failed", "error=\"" + ec.message() + "\"");
+    }
+}
+
+asio::awaitable<void> HttpConnection::read_loop() {
+    auto self = shared_from_this();
+    const Limits& limits = ctx_->limits;
+    for (;;) {
+        while (!closed_ && !draining_ && queue_.size() >= limits.pipeline) {
+            co_await wait(reader_wake_);
+        }
+        if (closed_ || draining_) break;
+        if (buffer_.size() == 0) {
+            // Between requests: the idle timeout applies until the next request's first byte.
+            idle_ = true;
+            stream_.expires_after(limits.idle_timeout);
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), kTuple);
+            idle_ = false;
+            if (ec) {
+                on_read_error(ec);
+                break;
+            }
+            buffer_.commit(n);
+        }
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
+        parser.body_limit(limits.body_bytes);
+        // From the first byte of a request to its last: the read timeout (slow clients).
+        stream_.expires_after(limits.read_timeout);
+        auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, kTuple);
+        if (hec) {
+            on_read_error(hec);
+            break;
+        }
+        if (!parser.is_done()) {
+            // curl and others wait for "100 Continue" before sending larger bodies; only send it
+            // when no response is being written (one writer at a time on the socket).
+            const auto& h = parser.get();
+            if (auto it = h.find(http::field::expect);
+                it != h.end() && beast::iequals(it->value(), "100-continue") && queue_.empty()) {
+                http::response<http::empty_body> cont{http::status::continue_, h.version()};
+                auto [cec, cn] = co_await http::async_write(stream_, cont, kTuple);
+                if (cec) {
+                    on_read_error(cec);
+                    break;
+                }
+            }
+            auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, kTuple);
+            if (bec) {
+                on_read_error(bec);
+                break;
+            }
+        }
+        HttpRequest req = parser.release();
+        auto pending = std::make_shared<Pending>();
+        pending->keep_alive = req.keep_alive() && !draining_;
+        const bool keep = pending->keep_alive;
+        queue_.push_back(pending);
+        asio::co_spawn(stream_.get_executor(), handle(std::move(req), std::move(pending)),
+                       [](std::exception_ptr) {});
+        if (!keep) break;
+    }
+    reader_done_ = true;
+    writer_wake_.cancel();
+}
+
+asio::awaitable<void> HttpConnection::handle(HttpRequest request,
+                                             std::shared_ptr<Pending> pending) {
+    auto self = shared_from_this();
+    const unsigned version = request.version();
+    try {
+        pending->response = co_await route_request(*ctx_, std::move(request));
+    } catch (const std::exception& e) {
+        // route_request catches handler failures; this covers allocation failures around it.
+        const std::string rid = new_request_id();
+        Logger::log(LogLevel::kError, rid, "handler_exception",
+                    std::string("what=\"") + e.what() + "\"");
+        pending->response = json_response(
+            500, encode_error("internal", "internal error; quote the request id", rid), version,
+            rid);
+    }
+    writer_wake_.cancel();
+}
+
+asio::awaitable<void> HttpConnection::write_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+        while (!closed_ && (queue_.empty() ? !reader_done_ : !queue_.front()->response)) {
+            co_await wait(writer_wake_);
+        }
+        if (closed_ || queue_.empty()) break;
+        std::shared_ptr<Pending> p = queue_.front();
+        // The last response of a draining connection tells the client to go elsewhere.
+        const bool last = !p->keep_alive || (draining_ && reader_done_ && queue_.size() == 1);
+        p->response->keep_alive(!last);
+        stream_.expires_after(ctx_->limits.read_timeout);
+        auto [ec, n] = co_await http::async_write(stream_, *p->response, kTuple);
+        queue_.pop_front();
+        reader_wake_.cancel();
+        if (ec) {
+            if (!quiet_close(ec)) {
+                Logger::log(LogLevel::kWarn, {}, "write_failed", "error=\"" + ec.message() + "\"");
+            }
+            break;
+        }
+        if (last) break;
+        if (draining_ && idle_ && queue_.empty()) {
+            beast::error_code sec;
+            stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, sec);
+        }
+    }
+    close();
+}
+
+void HttpConnection::close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    stream_.close();
+    reader_wake_.cancel();
+    writer_wake_.cancel();
+}
+
+}  // namespace civicflow::server

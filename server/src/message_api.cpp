@@ -1,0 +1,181 @@
+#include <civicflow/server/message_api.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace civicflow::server {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void write_string(Writer& w, std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+engine::Error field_error(std::string code, std::string message) {
+    return engine::Error{std::move(code), std::move(message)};
+}
+
+// Reads an optional string member. Returns false (and sets `error`) when present but not a
+// string, empty, or longer than `max_bytes`.
+bool read_optional_id(const rapidjson::Value& obj, const char* name, std::size_t max_bytes,
+                      std::string& out, std::optional<engine::Error>& error) {
+    auto it = obj.FindMember(name);
+    if (it == obj.MemberEnd() || it->value.IsNull()) return true;
+    if (!it->value.IsString()) {
+        error = field_error("invalid_field", std::string("'") + name + "' must be a string");
+        return false;
+    }
+    const std::size_t len = it->value.GetStringLength();
+    if (len == 0 || len > max_bytes) {
+        error = field_error("invalid_field", std::string("'") + name + "' must be 1 to " +
+                                                 std::to_string(max_bytes) + " bytes long");
+        return false;
+    }
+    out.assign(it->value.GetString(), len);
+    return true;
+}
+
+}  // namespace
+
+std::size_t utf8_length(std::string_view text) {
+    std::size_t n = 0;
+    for (const char c : text) {
+        // Count every byte that is not a continuation byte (10xxxxxx).
+        if ((static_cast<unsigned char>(c) & 0xC0U) != 0x80U) ++n;
+    }
+    return n;
+}
+
+engine::Result<MessageRequest> parse_message_request(std::string_view body) {
+    rapidjson::Document doc;
+    // Validating the encoding rejects invalid UTF-8 inside strings (and lone surrogates in
+    // \u escapes); kParseStopWhenDoneFlag is not set, so trailing garbage is an error too.
+    doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+    if (doc.HasParseError()) {
+        if (doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding) {
+            return field_error("invalid_utf8", "the body contains invalid UTF-8");
+        }
+        return field_error("invalid_json", std::string("the body is not valid JSON: ") +
+                                               rapidjson::GetParseError_En(doc.GetParseError()) +
+                                               " at offset " + std::to_string(doc.GetErrorOffset()));
+    }
+    if (!doc.IsObject()) return field_error("invalid_json", "the body must be a JSON object");
+    MessageRequest req;
+    auto user = doc.FindMember("user");
+    if (user == doc.MemberEnd() || user->value.IsNull()) {
+        return field_error("missing_user", "'user' is required");
+    }
+    if (!user->value.IsString()) return field_error("invalid_field", "'user' must be a string");
+    if (user->value.GetStringLength() == 0) {
+        return field_error("missing_user", "'user' must not be empty");
+    }
+    if (user->value.GetStringLength() > kMaxIdBytes) {
+        return field_error("invalid_field",
+                           "'user' must be at most " + std::to_string(kMaxIdBytes) + " bytes long");
+    }
+    req.user.assign(user->value.GetString(), user->value.GetStringLength());
+
+    std::optional<engine::Error> error;
+    auto text = doc.FindMember("text");
+    const bool has_text = text != doc.MemberEnd() && !text->value.IsNull();
+    if (has_text) {
+        if (!text->value.IsString()) return field_error("invalid_field", "'text' must be a string");
+        req.text.assign(text->value.GetString(), text->value.GetStringLength());
+        if (utf8_length(req.text) > kMaxTextChars) {
+            return field_error("text_too_long", "'text' must be at most " +
+                                                    std::to_string(kMaxTextChars) + " characters");
+        }
+    }
+    if (!read_optional_id(doc, "reply_id", kMaxIdBytes, req.reply_id, error)) return *error;
+    req.is_choice = !req.reply_id.empty();
+    if (has_text == req.is_choice) {
+        return field_error("invalid_field", "exactly one of 'text' and 'reply_id' is required");
+    }
+    if (!read_optional_id(doc, "message_id", kMaxIdBytes, req.message_id, error)) return *error;
+    if (!read_optional_id(doc, "lang", 16, req.lang, error)) return *error;
+    return req;
+}
+
+std::string encode_message_response(const std::string& user,
+                                    const std::vector<engine::Reply>& replies,
+                                    const engine::Session& session) {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    w.Key("user");
+    write_string(w, user);
+    w.Key("replies");
+    w.StartArray();
+    for (const engine::Reply& r : replies) {
+        w.StartObject();
+        w.Key("type");
+        switch (r.kind) {
+            case engine::Reply::Kind::kText:
+                w.String("text");
+                w.Key("text");
+                write_string(w, r.text);
+                break;
+            case engine::Reply::Kind::kMenu:
+                w.String("menu");
+                w.Key("text");
+                write_string(w, r.text);
+                w.Key("options");
+                w.StartArray();
+                for (const engine::MenuItem& o : r.options) {
+                    w.StartObject();
+                    w.Key("id");
+                    write_string(w, o.id);
+                    w.Key("title");
+                    write_string(w, o.title);
+                    w.EndObject();
+                }
+                w.EndArray();
+                break;
+            case engine::Reply::Kind::kMedia:
+                w.String("media");
+                w.Key("url");
+                write_string(w, r.url);
+                w.Key("caption");
+                write_string(w, r.caption);
+                break;
+        }
+        w.EndObject();
+    }
+    w.EndArray();
+    w.Key("session");
+    w.StartObject();
+    w.Key("flow");
+    write_string(w, session.flow);
+    w.Key("state");
+    write_string(w, session.state);
+    w.Key("lang");
+    write_string(w, session.lang);
+    w.Key("waiting_for");
+    write_string(w, engine::to_string(session.waiting));
+    w.EndObject();
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string encode_error(std::string_view code, std::string_view message,
+                         std::string_view request_id) {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    w.Key("error");
+    w.StartObject();
+    w.Key("code");
+    write_string(w, code);
+    w.Key("message");
+    write_string(w, message);
+    w.EndObject();
+    w.Key("request_id");
+    write_string(w, request_id);
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace civicflow::server

@@ -60,39 +60,41 @@ void Diagnostics::sort() {
 }
 
 void SourceCache::put(const std::string& file, std::string contents) {
-    for (auto& [name, text] : files_) {
-        if (name == file) {
-            text = std::move(contents);
+    std::vector<std::size_t> starts{0};
+    for (std::size_t i = 0; i < contents.size(); ++i) {
+        if (contents[i] == '\n') {
+            starts.push_back(i + 1);
+        }
+    }
+    for (File& f : files_) {
+        if (f.name == file) {
+            f.contents = std::move(contents);
+            f.line_starts = std::move(starts);
             return;
         }
     }
-    files_.emplace_back(file, std::move(contents));
+    files_.push_back(File{file, std::move(contents), std::move(starts)});
 }
 
 std::string SourceCache::line(const std::string& file, int line) const {
     if (line < 1) {
         return {};
     }
-    for (const auto& [name, text] : files_) {
-        if (name != file) {
+    for (const File& f : files_) {
+        if (f.name != file) {
             continue;
         }
-        std::size_t start = 0;
-        for (int n = 1; n < line; ++n) {
-            const std::size_t nl = text.find('\n', start);
-            if (nl == std::string::npos) {
-                return {};
-            }
-            start = nl + 1;
+        const auto index = static_cast<std::size_t>(line - 1);
+        if (index >= f.line_starts.size()) {
+            return {};
         }
-        std::size_t end = text.find('\n', start);
-        if (end == std::string::npos) {
-            end = text.size();
-        }
-        if (end > start && text[end - 1] == '\r') {
+        const std::size_t start = f.line_starts[index];
+        std::size_t end =
+            index + 1 < f.line_starts.size() ? f.line_starts[index + 1] - 1 : f.contents.size();
+        if (end > start && f.contents[end - 1] == '\r') {
             --end;
         }
-        return text.substr(start, end - start);
+        return f.contents.substr(start, end - start);
     }
     return {};
 }
@@ -135,6 +137,43 @@ std::string marker(const std::string& source_line, int column, int length) {
     out += '^';
     out.append(static_cast<std::size_t>(marks - 1), '~');
     return out;
+}
+
+/// The part of a long line shown in a snippet: at most kWindow code points around the column,
+/// with "..." where text was cut, so a 4 MB one-line file does not print 4 MB.
+struct Window {
+    std::string text;
+    int column = 1;
+};
+
+Window window_of(const std::string& line, int column) {
+    constexpr int kWindow = 200;
+    constexpr int kBefore = 80;
+    std::vector<std::size_t> starts;  // byte offset of each code point
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        if (!is_continuation(static_cast<unsigned char>(line[i]))) {
+            starts.push_back(i);
+        }
+    }
+    const auto count = static_cast<int>(starts.size());
+    if (count <= kWindow) {
+        return Window{line, column};
+    }
+    const int first = std::clamp(column - 1 - kBefore, 0, count - kWindow);
+    const int last = first + kWindow;  // one past
+    const std::size_t begin = starts[static_cast<std::size_t>(first)];
+    const std::size_t end = last < count ? starts[static_cast<std::size_t>(last)] : line.size();
+    Window w;
+    w.column = column - first;
+    if (first > 0) {
+        w.text = "...";
+        w.column += 3;
+    }
+    w.text += line.substr(begin, end - begin);
+    if (last < count) {
+        w.text += "...";
+    }
+    return w;
 }
 
 std::string plural(int n, std::string_view word) {
@@ -228,8 +267,9 @@ std::string format_text(const Diagnostics& diags, const SourceCache& sources, bo
                 if (number.size() < 5) {
                     number.insert(0, 5 - number.size(), ' ');
                 }
-                out += number + " | " + text + '\n';
-                out += "      | " + marker(text, std::max(1, loc.column), d.length) + '\n';
+                const Window window = window_of(text, std::max(1, loc.column));
+                out += number + " | " + window.text + '\n';
+                out += "      | " + marker(window.text, window.column, d.length) + '\n';
             }
         }
         if (!d.hint.empty()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <span>
 #include <string_view>
 
 #include <civicflow/engine/engine.hpp>
@@ -86,22 +87,41 @@ Waiting waiting_for(const State& state) {
 
 // A choice among options: by number (Indian digits too), id, whole title, or title words.
 struct Choice {
-    std::string id;
-    std::vector<std::string> titles;  // normalized, every language
+    std::string_view id;
+    std::span<const std::string> titles;  // normalized, every language
 };
 
-bool word_close(std::string_view a, std::string_view b) {
-    if (a == b) {
+// Option ids are lowercase ASCII; normalize() turns their '_' and '-' into spaces.
+bool id_matches(std::string_view id, std::string_view normalized) {
+    if (id.size() != normalized.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < id.size(); ++i) {
+        const char c = id[i] == '_' || id[i] == '-' ? ' ' : id[i];
+        if (c != normalized[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+struct Word {
+    std::string_view text;
+    std::size_t length = 0;  // code points
+};
+
+bool word_close(const Word& a, const Word& b) {
+    if (a.text == b.text) {
         return true;
     }
     // One typo is tolerated in words of five letters or more.
-    if (utf8_length(a) < 5 || utf8_length(b) < 5) {
+    if (a.length < 5 || b.length < 5) {
         return false;
     }
-    return edit_distance(a, b, 1) <= 1;
+    return edit_distance(a.text, b.text, 1) <= 1;
 }
 
-int pick_choice(const std::vector<Choice>& choices, std::string_view normalized) {
+int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
     if (normalized.empty()) {
         return -1;
     }
@@ -119,7 +139,7 @@ int pick_choice(const std::vector<Choice>& choices, std::string_view normalized)
         return -1;
     }
     for (std::size_t i = 0; i < choices.size(); ++i) {
-        if (normalize(choices[i].id) == normalized) {
+        if (id_matches(choices[i].id, normalized)) {
             return static_cast<int>(i);
         }
         for (const auto& title : choices[i].titles) {
@@ -130,7 +150,14 @@ int pick_choice(const std::vector<Choice>& choices, std::string_view normalized)
     }
     // Title words: the option whose title shares the most words with the message wins; a tie
     // is no choice (the message then goes to routes and FAQ).
-    const auto words = split_words(normalized);
+    std::array<Word, 24> words{};
+    std::size_t word_count = 0;
+    for (const auto w : split_words(normalized)) {
+        if (word_count == words.size()) {
+            break;  // a long message is not a menu choice by title words
+        }
+        words[word_count++] = Word{w, utf8_length(w)};
+    }
     int best = -1;
     int best_score = 0;
     bool tie = false;
@@ -139,11 +166,12 @@ int pick_choice(const std::vector<Choice>& choices, std::string_view normalized)
         for (const auto& title : choices[i].titles) {
             int title_score = 0;
             for (const auto tw : split_words(title)) {
-                if (utf8_length(tw) < 3) {
+                const Word title_word{tw, utf8_length(tw)};
+                if (title_word.length < 3) {
                     continue;  // "of", "a", "में": too common to decide
                 }
-                for (const auto w : words) {
-                    if (word_close(w, tw)) {
+                for (std::size_t k = 0; k < word_count; ++k) {
+                    if (word_close(words[k], title_word)) {
                         ++title_score;
                         break;
                     }
@@ -192,7 +220,7 @@ private:
     const LocalizedText* message(std::string_view key) const;
 
     void set_builtins();
-    void clear_builtins();
+    std::array<std::pair<std::string_view, std::string_view>, 3> overlay() const;
 
     const Flow* current_flow() const { return fs_.find_flow(out_.session.flow); }
 
@@ -227,6 +255,7 @@ private:
     Timestamp now_;
     TurnTrace* trace_;
     Turn out_;
+    std::string title_;  // the current flow's title in the session language
     int steps_ = 0;
     bool aborted_ = false;
 };
@@ -248,7 +277,7 @@ std::string TurnRunner::render(const LocalizedText& text) {
         return {};
     }
     std::vector<std::string> missing;
-    std::string result = tpl->render(s().slots, &missing);
+    std::string result = tpl->render(s().slots, overlay(), &missing);
     for (const auto& name : missing) {
         SourceLocation loc;
         for (const auto& v : text.variants()) {
@@ -282,32 +311,21 @@ void TurnRunner::reply_menu(std::string text, std::vector<MenuItem> options) {
     out_.replies.push_back(Reply{Reply::Kind::kMenu, std::move(text), std::move(options), {}, {}});
 }
 
-// Built-in template variables live in the slots for the length of the turn only.
+// Built-in template variables (lang, profile_name, flow_title) are never copied into the
+// session: templates read them through an overlay. The flow title is rendered once per flow or
+// language change.
 void TurnRunner::set_builtins() {
-    Slots& slots = s().slots;
-    slots["lang"] = s().lang;
-    if (!in_.profile_name.empty()) {
-        slots["profile_name"] = in_.profile_name;
-    } else {
-        slots.try_emplace("profile_name");
-    }
-    std::string title;
+    title_.clear();
     if (const Flow* flow = current_flow()) {
         if (const Template* t = flow->title.pick(s().lang, flow->default_language)) {
-            title = t->render(slots);
+            title_ = t->render(s().slots);
         }
     }
-    slots["flow_title"] = std::move(title);
 }
 
-void TurnRunner::clear_builtins() {
-    Slots& slots = s().slots;
-    slots.erase("lang");
-    slots.erase("flow_title");
-    // profile_name is kept: it is the citizen's own display name from the channel.
-    if (auto it = slots.find("profile_name"); it != slots.end() && it->second.empty()) {
-        slots.erase(it);
-    }
+std::array<std::pair<std::string_view, std::string_view>, 3> TurnRunner::overlay() const {
+    return {
+        {{"lang", out_.session.lang}, {"profile_name", in_.profile_name}, {"flow_title", title_}}};
 }
 
 const State* TurnRunner::current_state() const {
@@ -324,9 +342,6 @@ void TurnRunner::reset_conversation(bool keep_lang) {
     fresh.created_at = s().created_at;
     fresh.call_seq = s().call_seq;
     fresh.flowset_version = fs_.version;
-    if (auto it = s().slots.find("profile_name"); it != s().slots.end()) {
-        fresh.slots.insert(*it);
-    }
     out_.session = std::move(fresh);
 }
 
@@ -399,11 +414,10 @@ void TurnRunner::go(const Flow* flow, int state_index) {
             set_builtins();
         }
         for (const auto& [slot, tpl] : st.set) {
-            s().slots[slot] = tpl.render(s().slots);
+            s().slots[slot] = tpl.render(s().slots, overlay());
         }
         if (!st.language.empty()) {
             s().lang = st.language;
-            s().slots["lang"] = st.language;
             set_builtins();
         }
         if (st.kind != StateKind::kMenu) {
@@ -414,7 +428,7 @@ void TurnRunner::go(const Flow* flow, int state_index) {
                 Reply::Kind::kMedia,
                 {},
                 {},
-                st.media->url.render(s().slots),
+                st.media->url.render(s().slots, overlay()),
                 render(st.media->caption)};
             out_.replies.push_back(std::move(media));
         }
@@ -434,12 +448,12 @@ void TurnRunner::go(const Flow* flow, int state_index) {
                 bc.backend = call.backend;
                 bc.method = call.method;
                 std::vector<std::string> missing;
-                bc.path = call.path.render(s().slots, &missing);
+                bc.path = call.path.render(s().slots, overlay(), &missing);
                 if (!call.body.empty()) {
                     std::vector<std::pair<std::string, std::string>> members;
                     members.reserve(call.body.size());
                     for (const auto& [field, tpl] : call.body) {
-                        members.emplace_back(field, tpl.render(s().slots, &missing));
+                        members.emplace_back(field, tpl.render(s().slots, overlay(), &missing));
                     }
                     bc.body = json_object(members);
                 }
@@ -551,20 +565,6 @@ std::optional<Command> TurnRunner::command_of(std::string_view normalized) const
 int TurnRunner::system_choice(
     const std::vector<std::pair<std::string, std::string_view>>& options, std::string_view norm
 ) const {
-    std::vector<Choice> choices;
-    choices.reserve(options.size());
-    for (const auto& [id, key] : options) {
-        Choice c{id, {}};
-        if (const LocalizedText* text = message(key)) {
-            for (const auto& v : text->variants()) {
-                c.titles.push_back(normalize(v.text.render(out_.session.slots)));
-            }
-        } else {
-            // Language options: the key is the label.
-            c.titles.push_back(normalize(key));
-        }
-        choices.push_back(std::move(c));
-    }
     if (in_.kind == Input::Kind::kChoice) {
         for (std::size_t i = 0; i < options.size(); ++i) {
             if (options[i].first == in_.choice_id) {
@@ -572,6 +572,21 @@ int TurnRunner::system_choice(
             }
         }
         return -1;
+    }
+    std::vector<std::vector<std::string>> titles(options.size());
+    std::vector<Choice> choices;
+    choices.reserve(options.size());
+    for (std::size_t i = 0; i < options.size(); ++i) {
+        const auto& [id, key] = options[i];
+        if (const LocalizedText* text = message(key)) {
+            for (const auto& v : text->variants()) {
+                titles[i].push_back(normalize(v.text.render(out_.session.slots, overlay())));
+            }
+        } else {
+            // Language options: the key is the label.
+            titles[i].push_back(normalize(key));
+        }
+        choices.push_back(Choice{id, titles[i]});
     }
     return pick_choice(choices, norm);
 }
@@ -854,14 +869,27 @@ void TurnRunner::handle_menu(const Flow& flow, const State& st, std::string_view
             }
         }
     } else if (in_.kind == Input::Kind::kText) {
+        // Titles were normalized at load time; only templated titles are rendered here.
+        std::vector<std::vector<std::string>> rendered;
         std::vector<Choice> choices;
         choices.reserve(st.menu.size());
         for (const auto& option : st.menu) {
-            Choice c{option.id, {}};
-            for (const auto& v : option.title.variants()) {
-                c.titles.push_back(normalize(v.text.render(s().slots)));
+            if (option.match_titles.size() == option.title.variants().size()) {
+                choices.push_back(Choice{option.id, option.match_titles});
+                continue;
             }
-            choices.push_back(std::move(c));
+            auto& titles = rendered.emplace_back();
+            for (const auto& v : option.title.variants()) {
+                titles.push_back(normalize(v.text.render(s().slots, overlay())));
+            }
+            choices.push_back(Choice{option.id, {}});
+        }
+        // Spans into `rendered` are taken once it no longer grows.
+        std::size_t next = 0;
+        for (std::size_t i = 0; i < st.menu.size(); ++i) {
+            if (st.menu[i].match_titles.size() != st.menu[i].title.variants().size()) {
+                choices[i].titles = rendered[next++];
+            }
         }
         picked = pick_choice(choices, norm);
     }
@@ -1063,8 +1091,10 @@ Turn TurnRunner::run() {
     set_builtins();
 
     const std::string norm = in_.kind == Input::Kind::kText ? normalize(in_.text) : std::string();
-    const std::optional<Command> command =
-        in_.kind == Input::Kind::kText ? command_of(norm) : std::nullopt;
+    std::optional<Command> command;
+    if (in_.kind == Input::Kind::kText) {
+        command = command_of(norm);
+    }
 
     if (s().opted_out) {
         if (command == Command::kStart) {
@@ -1130,7 +1160,6 @@ Turn TurnRunner::run() {
         }
     }
     s().last_active = now_;
-    clear_builtins();
     return std::move(out_);
 }
 

@@ -36,11 +36,14 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
     return out;
 }
 
-/// "did you mean 'x'?" or, with nothing close, the allowed names (at most ten).
+/// "did you mean 'x'?" or, with nothing close (or no search), the allowed names (at most ten).
 std::string suggest(
-    const std::string& word, const std::vector<std::string>& names, const std::string& label
+    const std::string& word,
+    const std::vector<std::string>& names,
+    const std::string& label,
+    bool search
 ) {
-    const std::string near = did_you_mean(word, names);
+    const std::string near = search ? did_you_mean(word, names) : std::string();
     if (!near.empty()) {
         return "did you mean " + quote(near) + "?";
     }
@@ -146,6 +149,21 @@ private:
 
     std::string node_name(std::size_t n, bool qualified) const;
 
+    /// did_you_mean costs one edit distance per candidate. A pathological directory with
+    /// thousands of broken references against thousands of names would take minutes, so the
+    /// search stops after a fixed amount of work; later hints only list names.
+    bool may_search(std::size_t candidates) {
+        constexpr std::size_t kBudget = 2'000'000;
+        if (suggest_work_ + candidates > kBudget) {
+            return false;
+        }
+        suggest_work_ += candidates;
+        return true;
+    }
+
+    std::size_t suggest_work_ = 0;
+    std::vector<std::vector<std::string>> state_ids_;  // per flow, built on the first E201
+
     CheckInput& in_;
     Diagnostics& diags_;
     Helpline helpline_;
@@ -215,7 +233,7 @@ void Checker::resolve_entry() {
                 helpline_info_.entry.location,
                 "helpline " + quote(helpline_.name) + " starts in flow " + quote(helpline_.entry) +
                     ", which is not defined",
-                suggest(helpline_.entry, flow_names_, "flows"),
+                suggest(helpline_.entry, flow_names_, "flows", may_search(flow_names_.size())),
                 helpline_info_.entry.length
             );
         }
@@ -310,17 +328,19 @@ void Checker::resolve_state_target(
         target.state_index = it->second;
         return;
     }
-    std::vector<std::string> ids;
-    ids.reserve(flow.states.size());
-    for (const State& st : flow.states) {
-        ids.push_back(st.id);
+    state_ids_.resize(in_.flows.size());
+    std::vector<std::string>& ids = state_ids_[fi];
+    if (ids.empty()) {
+        for (const State& st : flow.states) {
+            ids.push_back(st.id);
+        }
     }
     diags_.error(
         "E201",
         target.location,
         owner + " " + verb + " " + quote(target.state) + ", which is not a state of flow " +
             quote(flow.name),
-        suggest(target.state, ids, "states of flow " + quote(flow.name)),
+        suggest(target.state, ids, "states of flow " + quote(flow.name), may_search(ids.size())),
         static_cast<int>(utf8_length(target.state))
     );
 }
@@ -335,7 +355,7 @@ std::optional<int> Checker::resolve_flow(const NameRef& ref, const std::string& 
             "E202",
             ref.location,
             message_prefix + " " + quote(ref.name) + ", which is not defined",
-            suggest(ref.name, flow_names_, "flows"),
+            suggest(ref.name, flow_names_, "flows", may_search(flow_names_.size())),
             ref.length
         );
     }
@@ -427,40 +447,42 @@ void Checker::resolve_all() {
 }
 
 void Checker::duplicate_ids() {
+    // Maps, not pairwise comparisons: a generated menu may have thousands of options.
     for (ParsedFlow& pf : in_.flows) {
         for (const State& st : pf.flow.states) {
-            for (std::size_t i = 0; i < st.menu.size(); ++i) {
-                for (std::size_t j = 0; j < i; ++j) {
-                    if (!st.menu[i].id.empty() && st.menu[i].id == st.menu[j].id) {
-                        diags_.error(
-                            "E203",
-                            st.menu[i].location,
-                            "option id " + quote(st.menu[i].id) + " is used twice in state " +
-                                quote(st.id),
-                            "the first is on line " + std::to_string(st.menu[j].location.line) +
-                                "; option ids are unique within a menu",
-                            static_cast<int>(utf8_length(st.menu[i].id))
-                        );
-                        break;
-                    }
+            std::unordered_map<std::string_view, const MenuOption*> seen;
+            for (const MenuOption& option : st.menu) {
+                if (option.id.empty()) {
+                    continue;
+                }
+                const auto [first, inserted] = seen.emplace(option.id, &option);
+                if (!inserted) {
+                    diags_.error(
+                        "E203",
+                        option.location,
+                        "option id " + quote(option.id) + " is used twice in state " + quote(st.id),
+                        "the first is on line " + std::to_string(first->second->location.line) +
+                            "; option ids are unique within a menu",
+                        static_cast<int>(utf8_length(option.id))
+                    );
                 }
             }
         }
-        const auto& faq = pf.flow.faq;
-        for (std::size_t i = 0; i < faq.size(); ++i) {
-            for (std::size_t j = 0; j < i; ++j) {
-                if (!faq[i].id.empty() && faq[i].id == faq[j].id) {
-                    diags_.error(
-                        "E203",
-                        faq[i].location,
-                        "faq id " + quote(faq[i].id) + " is used twice in flow " +
-                            quote(pf.flow.name),
-                        "the first is on line " + std::to_string(faq[j].location.line) +
-                            "; faq ids are unique within a flow",
-                        static_cast<int>(utf8_length(faq[i].id))
-                    );
-                    break;
-                }
+        std::unordered_map<std::string_view, const FaqEntry*> seen;
+        for (const FaqEntry& entry : pf.flow.faq) {
+            if (entry.id.empty()) {
+                continue;
+            }
+            const auto [first, inserted] = seen.emplace(entry.id, &entry);
+            if (!inserted) {
+                diags_.error(
+                    "E203",
+                    entry.location,
+                    "faq id " + quote(entry.id) + " is used twice in flow " + quote(pf.flow.name),
+                    "the first is on line " + std::to_string(first->second->location.line) +
+                        "; faq ids are unique within a flow",
+                    static_cast<int>(utf8_length(entry.id))
+                );
             }
         }
     }
@@ -710,9 +732,15 @@ void Checker::check_cycles() {
         const bool qualified = std::any_of(path.begin(), path.end(), [&](std::size_t n) {
             return flow_of(n) != flow_of(first);
         });
+        // A generated cycle may run through thousands of states: name the first few.
+        constexpr std::size_t kShown = 10;
         std::vector<std::string> names;
-        for (std::size_t n : path) {
-            names.push_back(node_name(n, qualified));
+        for (std::size_t i = 0; i < path.size(); ++i) {
+            if (i == kShown && path.size() > kShown + 2) {
+                names.push_back("... (" + std::to_string(path.size() - 1) + " states)");
+                i = path.size() - 1;
+            }
+            names.push_back(node_name(path[i], qualified));
         }
         const auto fi = static_cast<std::size_t>(flow_of(first) - 1);
         const State& st = in_.flows[fi].flow.states[first - base_[fi]];
@@ -885,7 +913,16 @@ void Checker::check_slots() {
     }
 
     SlotSet builtins = set_of(builtin_slots());
-    std::vector<SlotSet> in(node_count_, SlotSet(universe));
+    SlotSet all = builtins;
+    for (const SlotSet& o : own) {
+        all.merge(o);
+    }
+    // The precise analysis keeps one slot set per state. A pathological directory (tens of
+    // thousands of states and of slots) would need gigabytes; it gets the coarse check instead:
+    // a slot that nothing anywhere sets.
+    constexpr std::size_t kMaxSlotWords = std::size_t{1} << 22;  // 32 MB of sets
+    const bool precise = node_count_ * ((universe + 63) / 64) <= kMaxSlotWords;
+    std::vector<SlotSet> in(precise ? node_count_ : 0, SlotSet(universe));
     std::vector<bool> visited(node_count_, false);
     std::vector<std::size_t> work;
     auto flow_in = [&](std::size_t target_node, const SlotSet& slots) {
@@ -910,7 +947,7 @@ void Checker::check_slots() {
             }
         }
     }
-    for (std::size_t fi = 0; fi < flows; ++fi) {
+    for (std::size_t fi = 0; fi < flows && precise; ++fi) {
         const Flow& flow = in_.flows[fi].flow;
         if (flow.start_index < 0) {
             continue;
@@ -1041,12 +1078,7 @@ void Checker::check_slots() {
 
     auto report =
         [&](const TemplateRead& read, const SlotSet& available, const std::string& message_tail) {
-            std::vector<std::string> have;
-            for (std::size_t i = 0; i < universe; ++i) {
-                if (available.has(i)) {
-                    have.push_back(names[i]);
-                }
-            }
+            std::vector<std::string> have;  // built only when a read is reported
             std::vector<std::string> reported;
             for (const std::string& slot : read.slots) {
                 const auto it = ids.find(slot);
@@ -1055,7 +1087,17 @@ void Checker::check_slots() {
                     continue;
                 }
                 reported.push_back(slot);
-                const std::string near = did_you_mean(slot, have);
+                std::string near;
+                if (have.empty() && may_search(universe)) {
+                    for (std::size_t i = 0; i < universe; ++i) {
+                        if (available.has(i)) {
+                            have.push_back(names[i]);
+                        }
+                    }
+                }
+                if (!have.empty() && may_search(have.size())) {
+                    near = did_you_mean(slot, have);
+                }
                 SourceLocation where = read.location;
                 int length = read.length;
                 if (const auto part = find_slot_read(read.source, slot);
@@ -1082,6 +1124,12 @@ void Checker::check_slots() {
         in_flow.merge(own[fi]);
         for (std::size_t si = 0; si < pf.flow.states.size(); ++si) {
             const std::size_t n = node(fi, si);
+            if (!precise) {
+                for (const TemplateRead& read : pf.info.states[si].reads) {
+                    report(read, all, "no flow sets");
+                }
+                continue;
+            }
             if (!visited[n] || !state_ok(fi, si)) {
                 continue;  // unreachable: W101 says so already
             }
@@ -1105,19 +1153,39 @@ void Checker::check_translations() {
     auto check = [&](const std::vector<TextUse>& uses,
                      const std::vector<std::string>& declared,
                      const std::string& owner) {
+        const std::unordered_set<std::string_view> declared_set(declared.begin(), declared.end());
+        const std::string shown_languages =
+            declared.size() <= kMaxNamesInHint
+                ? join(declared)
+                : join(std::vector<std::string>(
+                      declared.begin(),
+                      declared.begin() + static_cast<std::ptrdiff_t>(kMaxNamesInHint)
+                  )) + ", ...";
         for (const TextUse& use : uses) {
             if (use.languages.size() == 1 && use.languages.front().empty()) {
                 continue;  // one untranslated text serves every language
             }
+            // Linear in the text's own size: a pathological list of thousands of languages
+            // must not make every text cost thousands of look-ups.
+            const std::unordered_set<std::string_view> present(
+                use.languages.begin(), use.languages.end()
+            );
+            std::size_t covered = 0;
+            for (const std::string& lang : use.languages) {
+                covered += declared_set.count(lang);
+            }
+            if (covered == declared.size()) {
+                continue;
+            }
+            constexpr std::size_t kMaxListed = 5;
             std::vector<std::string> missing;
             for (const std::string& lang : declared) {
-                if (std::find(use.languages.begin(), use.languages.end(), lang) ==
-                    use.languages.end()) {
+                if (present.count(lang) == 0) {
                     missing.push_back(quote(lang));
+                    if (missing.size() == kMaxListed) {
+                        break;
+                    }
                 }
-            }
-            if (missing.empty()) {
-                continue;
             }
             const std::string list =
                 missing.size() == 1
@@ -1129,7 +1197,7 @@ void Checker::check_translations() {
                 use.location,
                 use.what + " is missing the " + list + " translation" +
                     (missing.size() == 1 ? "" : "s") + " (" + owner + " declares " +
-                    join(declared) + ")",
+                    shown_languages + ")",
                 "add a text for each language, or write one text for all languages",
                 use.length
             );

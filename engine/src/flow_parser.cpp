@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cstdint>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <civicflow/engine/regex.hpp>
@@ -178,26 +180,25 @@ private:
     void check_keys(
         const Node& map, const std::vector<std::string>& allowed, const std::string& owner
     ) {
-        std::vector<const Node*> seen;
+        // Sets, not lists: a pathological file may have 100,000 keys in one mapping.
+        std::unordered_map<std::string_view, const Node*> seen;
         for (const auto& [key, value] : map.entries) {
             if (!key.is_scalar()) {
                 error("E101", key, "keys in " + owner + " must be text, found " + key.kind_name());
                 continue;
             }
-            const auto first = std::find_if(seen.begin(), seen.end(), [&](const Node* k) {
-                return k->scalar == key.scalar;
-            });
+            const auto first = seen.find(key.scalar);
             if (first != seen.end()) {
                 error(
                     "E104",
                     key,
                     "duplicate key " + quote(key.scalar) + " in " + owner,
                     "the first " + quote(key.scalar) + " is on line " +
-                        std::to_string((*first)->line) + "; only one is allowed"
+                        std::to_string(first->second->line) + "; only one is allowed"
                 );
                 continue;
             }
-            seen.push_back(&key);
+            seen.emplace(key.scalar, &key);
             if (std::find(allowed.begin(), allowed.end(), key.scalar) != allowed.end()) {
                 continue;
             }
@@ -370,12 +371,12 @@ private:
             use.languages.emplace_back();
         } else if (n.is_map() && !n.entries.empty()) {
             check_language_keys(n, what);
+            std::unordered_set<std::string_view> languages_seen;
             for (const auto& [key, value] : n.entries) {
                 if (!key.is_scalar() || !is_valid_language_code(key.scalar)) {
                     continue;
                 }
-                if (std::find(use.languages.begin(), use.languages.end(), key.scalar) !=
-                    use.languages.end()) {
+                if (!languages_seen.insert(key.scalar).second) {
                     continue;  // duplicate, reported
                 }
                 if (!value.is_scalar()) {
@@ -411,7 +412,7 @@ private:
 
     /// Keys of a per-language map: E104 duplicates, E109 malformed language codes.
     void check_language_keys(const Node& map, const std::string& what) {
-        std::vector<std::string> seen;
+        std::unordered_set<std::string_view> seen;
         for (const auto& [key, value] : map.entries) {
             if (!key.is_scalar()) {
                 error(
@@ -430,11 +431,9 @@ private:
                 );
                 continue;
             }
-            if (std::find(seen.begin(), seen.end(), key.scalar) != seen.end()) {
+            if (!seen.insert(key.scalar).second) {
                 error("E104", key, "duplicate language " + quote(key.scalar) + " in " + what);
-                continue;
             }
-            seen.push_back(key.scalar);
         }
     }
 
@@ -657,6 +656,7 @@ void Reader::read_version(const Node& root, const std::string& owner) {
 
 std::vector<std::string> Reader::read_languages(const Node& n, const std::string& owner) {
     std::vector<std::string> languages;
+    std::unordered_set<std::string> listed;
     const std::string what = "'languages' of " + owner;
     if (!expect_list(n, what)) {
         return languages;
@@ -675,7 +675,7 @@ std::vector<std::string> Reader::read_languages(const Node& n, const std::string
             );
             continue;
         }
-        if (std::find(languages.begin(), languages.end(), *code) != languages.end()) {
+        if (!listed.insert(*code).second) {
             error("E203", item, "language " + quote(*code) + " is listed twice in " + what);
             continue;
         }
@@ -776,13 +776,13 @@ std::optional<ParsedFlow> Reader::read_flow(const Node& root) {
     if (const Node* states =
             require(root, "states", owner, "add 'states:' with at least one state")) {
         if (expect_map(*states, "'states' of " + owner)) {
-            std::vector<std::string> seen;
+            std::unordered_set<std::string_view> seen;
             for (const auto& [key, value] : states->entries) {
                 if (!key.is_scalar()) {
                     error("E101", key, "state ids must be text, found " + key.kind_name());
                     continue;
                 }
-                if (std::find(seen.begin(), seen.end(), key.scalar) != seen.end()) {
+                if (!seen.insert(key.scalar).second) {
                     const auto first = flow.state_index.find(key.scalar);
                     const int first_line =
                         first == flow.state_index.end()
@@ -797,7 +797,6 @@ std::optional<ParsedFlow> Reader::read_flow(const Node& root) {
                     );
                     continue;
                 }
-                seen.push_back(key.scalar);
                 if (!is_valid_state_id(key.scalar)) {
                     error(
                         "E109",
@@ -1176,6 +1175,11 @@ void Reader::read_menu(
         if (const Node* title = require(item, "title", option_owner, "add 'title: \"...\"'")) {
             option.title =
                 text(*title, "'title' of " + option_owner, owner, &info.reads, &flow_info.texts);
+            for (const auto& variant : option.title.variants()) {
+                if (variant.text.all_slots().empty()) {
+                    option.match_titles.push_back(normalize(variant.text.render({})));
+                }
+            }
         }
         const Node* go = item.find("goto");
         const Node* enter = item.find("enter");
@@ -1776,17 +1780,18 @@ std::optional<ParsedHelpline> Reader::read_helpline(const Node& root) {
                 names.emplace_back(c.name);
             }
             check_keys(*commands, names, what);
+            std::unordered_set<std::string_view> done;
             for (const auto& [key, words] : commands->entries) {
-                if (!key.is_scalar()) {
-                    continue;
+                if (!key.is_scalar() || !done.insert(key.scalar).second) {
+                    continue;  // duplicate: reported above
                 }
                 const auto known = std::find_if(
                     kDefaultCommands.begin(),
                     kDefaultCommands.end(),
                     [&](const DefaultCommand& c) { return c.name == key.scalar; }
                 );
-                if (known == kDefaultCommands.end() || commands->find(key.scalar) != &words) {
-                    continue;  // unknown or duplicate: reported above
+                if (known == kDefaultCommands.end()) {
+                    continue;  // unknown: reported above
                 }
                 for (const Term& term : word_list(words, "command " + quote(key.scalar))) {
                     h.command_words.push_back({known->command, {term.lang, normalize(term.text)}});
@@ -1802,10 +1807,11 @@ std::optional<ParsedHelpline> Reader::read_helpline(const Node& root) {
                 keys.emplace_back(m.key);
             }
             check_keys(*messages, keys, what);
+            std::unordered_set<std::string_view> done;
             for (const auto& [key, value] : messages->entries) {
                 if (!key.is_scalar() ||
                     std::find(keys.begin(), keys.end(), key.scalar) == keys.end() ||
-                    messages->find(key.scalar) != &value) {
+                    !done.insert(key.scalar).second) {
                     continue;
                 }
                 const std::string message_owner = "message " + quote(key.scalar);

@@ -439,6 +439,11 @@ Template Template::literal(std::string_view source) {
 }
 
 std::string Template::render(const Slots& slots, std::vector<std::string>* missing) const {
+    return render(slots, Overlay{}, missing);
+}
+
+std::string Template::render(const Slots& slots, Overlay overlay, std::vector<std::string>* missing)
+    const {
     std::string out;
     out.reserve(source_.size());
     for (const TemplatePart& part : parts_) {
@@ -448,9 +453,19 @@ std::string Template::render(const Slots& slots, std::vector<std::string>* missi
         }
         const auto it = slots.find(part.text);
         std::string value;
-        if (it != slots.end()) {
+        bool found = it != slots.end();
+        if (found) {
             value = it->second;
-        } else if (missing != nullptr && !has_default(part)) {
+        } else {
+            for (const auto& [name, v] : overlay) {
+                if (name == part.text) {
+                    value = v;
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if (!found && missing != nullptr && !has_default(part)) {
             missing->push_back(part.text);
         }
         for (const Filter& filter : part.filters) {

@@ -14,6 +14,13 @@
 // Per request: header "X-Mode: slow|fail|garbage" or query "?mode=..." overrides the global mode.
 // Auth: with --token T (or STATUS_BACKEND_TOKEN), every non-admin request needs
 // "Authorization: Bearer T" (401 otherwise).
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <string_view>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -24,13 +31,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <string>
-#include <string_view>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -67,10 +67,10 @@ struct State {
             {"DL1234567890123", {"passport", "Police verification in progress", "2026-01-12"}},
             {"MH0987654321098", {"passport", "Dispatched", "2026-01-10"}},
             {"KA5555555555555", {"passport", "Passport printed", "2026-01-08"}},
-            {"BC-2026-000123", {"birth_certificate", "Certificate issued",
-                                "2026-01-14T16:20:00+05:30"}},
-            {"BC-2026-000124", {"birth_certificate", "Under verification by the registrar",
-                                "2026-01-15"}},
+            {"BC-2026-000123",
+             {"birth_certificate", "Certificate issued", "2026-01-14T16:20:00+05:30"}},
+            {"BC-2026-000124",
+             {"birth_certificate", "Under verification by the registrar", "2026-01-15"}},
         };
     }
 };
@@ -103,7 +103,8 @@ std::string json_escape(std::string_view s) {
 
 std::string query_param(std::string_view target, std::string_view name) {
     const auto q = target.find('?');
-    if (q == std::string_view::npos) return {};
+    if (q == std::string_view::npos)
+        return {};
     std::string_view rest = target.substr(q + 1);
     while (!rest.empty()) {
         const auto amp = rest.find('&');
@@ -112,7 +113,8 @@ std::string query_param(std::string_view target, std::string_view name) {
         if (pair.substr(0, eq) == name && eq != std::string_view::npos) {
             return std::string(pair.substr(eq + 1));
         }
-        if (amp == std::string_view::npos) break;
+        if (amp == std::string_view::npos)
+            break;
         rest = rest.substr(amp + 1);
     }
     return {};
@@ -122,7 +124,9 @@ std::string url_decode(std::string_view s) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (s[i] == '%' && i + 2 < s.size()) {
-            out += static_cast<char>(std::strtol(std::string(s.substr(i + 1, 2)).c_str(), nullptr, 16));
+            out +=
+                static_cast<char>(std::strtol(std::string(s.substr(i + 1, 2)).c_str(), nullptr, 16)
+                );
             i += 2;
         } else {
             out += s[i];
@@ -135,8 +139,10 @@ std::string url_decode(std::string_view s) {
 // (The server under test renders bodies with a JSON writer; the backend only needs to tell an
 // object from nothing.)
 bool looks_like_object(std::string_view body) {
-    while (!body.empty() && (body.front() == ' ' || body.front() == '\n')) body.remove_prefix(1);
-    while (!body.empty() && (body.back() == ' ' || body.back() == '\n')) body.remove_suffix(1);
+    while (!body.empty() && (body.front() == ' ' || body.front() == '\n'))
+        body.remove_prefix(1);
+    while (!body.empty() && (body.back() == ' ' || body.back() == '\n'))
+        body.remove_suffix(1);
     return body.size() >= 2 && body.front() == '{' && body.back() == '}';
 }
 
@@ -151,9 +157,11 @@ Answer lookup(State& st, std::string_view ref, bool certificates_only) {
         (certificates_only && it->second.type != "birth_certificate")) {
         return {404, R"({"error":"not_found"})"};
     }
-    return {200, "{\"reference\":\"" + json_escape(it->first) + "\",\"type\":\"" +
-                     it->second.type + "\",\"stage\":\"" + json_escape(it->second.stage) +
-                     "\",\"updated_at\":\"" + it->second.updated_at + "\"}"};
+    return {
+        200,
+        "{\"reference\":\"" + json_escape(it->first) + "\",\"type\":\"" + it->second.type +
+            "\",\"stage\":\"" + json_escape(it->second.stage) + "\",\"updated_at\":\"" +
+            it->second.updated_at + "\"}"};
 }
 
 Answer answer(State& st, const http::request<http::string_body>& req) {
@@ -166,8 +174,10 @@ Answer answer(State& st, const http::request<http::string_body>& req) {
         return lookup(st, url_decode(path.substr(14)), true);
     }
     if (path == "/certificates/birth" || path == "/grievances") {
-        if (req.method() != http::verb::post) return {405, R"({"error":"method_not_allowed"})"};
-        if (!looks_like_object(req.body())) return {400, R"({"error":"expected a JSON object"})"};
+        if (req.method() != http::verb::post)
+            return {405, R"({"error":"method_not_allowed"})"};
+        if (!looks_like_object(req.body()))
+            return {400, R"({"error":"expected a JSON object"})"};
         char ref[32];
         if (path == "/grievances") {
             std::snprintf(ref, sizeof ref, "GRV-2026-%06ld", st.next_ticket++);
@@ -192,13 +202,15 @@ Answer admin(State& st, const http::request<http::string_body>& req) {
         if (const std::string d = query_param(target, "delay_ms"); !d.empty()) {
             st.delay_ms = std::strtol(d.c_str(), nullptr, 10);
         }
-        return {200, "{\"mode\":\"" + st.mode + "\",\"delay_ms\":" + std::to_string(st.delay_ms) +
-                         "}"};
+        return {
+            200, "{\"mode\":\"" + st.mode + "\",\"delay_ms\":" + std::to_string(st.delay_ms) + "}"};
     }
     if (path == "/admin/stats" && req.method() == http::verb::get) {
-        return {200, "{\"requests\":" + std::to_string(st.requests) +
-                         ",\"in_flight\":" + std::to_string(st.in_flight) + ",\"mode\":\"" +
-                         st.mode + "\",\"delay_ms\":" + std::to_string(st.delay_ms) + "}"};
+        return {
+            200,
+            "{\"requests\":" + std::to_string(st.requests) +
+                ",\"in_flight\":" + std::to_string(st.in_flight) + ",\"mode\":\"" + st.mode +
+                "\",\"delay_ms\":" + std::to_string(st.delay_ms) + "}"};
     }
     if (path == "/admin/reset" && req.method() == http::verb::post) {
         const long delay = st.delay_ms;
@@ -217,7 +229,8 @@ asio::awaitable<void> serve(tcp::socket socket, State& st) {
         parser.body_limit(1024 * 1024);
         stream.expires_after(std::chrono::seconds(60));
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
-        if (ec) break;  // end of stream, timeout or garbage: just close
+        if (ec)
+            break;  // end of stream, timeout or garbage: just close
         auto req = parser.release();
         const std::string_view target = req.target();
         Answer a;
@@ -229,8 +242,10 @@ asio::awaitable<void> serve(tcp::socket socket, State& st) {
         } else {
             ++st.requests;
             std::string mode = st.mode;
-            if (auto h = req.find("X-Mode"); h != req.end()) mode = std::string(h->value());
-            if (const std::string q = query_param(target, "mode"); !q.empty()) mode = q;
+            if (auto h = req.find("X-Mode"); h != req.end())
+                mode = std::string(h->value());
+            if (const std::string q = query_param(target, "mode"); !q.empty())
+                mode = q;
             if (!st.token.empty() && req[http::field::authorization] != "Bearer " + st.token) {
                 a = {401, R"({"error":"unauthorized"})"};
             } else if (mode == "fail") {
@@ -254,7 +269,8 @@ asio::awaitable<void> serve(tcp::socket socket, State& st) {
         res.prepare_payload();
         stream.expires_after(std::chrono::seconds(10));
         auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
-        if (wec || !res.keep_alive()) break;
+        if (wec || !res.keep_alive())
+            break;
     }
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -264,7 +280,8 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, State& st) {
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(kTuple);
         if (ec) {
-            if (!acceptor.is_open()) co_return;
+            if (!acceptor.is_open())
+                co_return;
             continue;
         }
         asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), st), asio::detached);
@@ -276,7 +293,8 @@ int usage() {
         "usage: civicflow_status_backend [--host ADDR] [--port N] [--token T] [--delay-ms N]\n"
         "  --port 0 picks a free port; the bound address is printed as 'listening on "
         "ADDR:PORT'\n",
-        stderr);
+        stderr
+    );
     return 2;
 }
 
@@ -287,10 +305,12 @@ int main(int argc, char** argv) {
     unsigned long port = 9090;
     State st;
     st.reset();
-    if (const char* t = std::getenv("STATUS_BACKEND_TOKEN")) st.token = t;
+    if (const char* t = std::getenv("STATUS_BACKEND_TOKEN"))
+        st.token = t;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        if (i + 1 >= argc) return usage();
+        if (i + 1 >= argc)
+            return usage();
         if (arg == "--host") {
             host = argv[++i];
         } else if (arg == "--port") {
@@ -303,24 +323,37 @@ int main(int argc, char** argv) {
             return usage();
         }
     }
-    if (port > 65535) return usage();
+    if (port > 65535)
+        return usage();
     asio::io_context ioc(1);
     beast::error_code ec;
     const auto address = asio::ip::make_address(host, ec);
-    if (ec) return usage();
+    if (ec)
+        return usage();
     tcp::acceptor acceptor(ioc);
     const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
     acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec)
+        acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec)
+        acceptor.bind(endpoint, ec);
+    if (!ec)
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-        std::fprintf(stderr, "civicflow_status_backend: cannot listen on %s:%lu: %s\n",
-                     host.c_str(), port, ec.message().c_str());
+        std::fprintf(
+            stderr,
+            "civicflow_status_backend: cannot listen on %s:%lu: %s\n",
+            host.c_str(),
+            port,
+            ec.message().c_str()
+        );
         return 1;
     }
-    std::printf("listening on %s:%u\n", host.c_str(),
-                static_cast<unsigned>(acceptor.local_endpoint().port()));
+    std::printf(
+        "listening on %s:%u\n",
+        host.c_str(),
+        static_cast<unsigned>(acceptor.local_endpoint().port())
+    );
     std::fflush(stdout);
     asio::signal_set signals(ioc, SIGINT, SIGTERM);
     signals.async_wait([&](const beast::error_code&, int) { ioc.stop(); });

@@ -1,7 +1,9 @@
-#include <civicflow/server/backend_client.hpp>
-#include <civicflow/server/circuit_breaker.hpp>
-#include <civicflow/server/logger.hpp>
-#include <civicflow/server/response_cache.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <random>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,14 +22,12 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
-#include <sys/socket.h>
+#include <civicflow/server/backend_client.hpp>
+#include <civicflow/server/circuit_breaker.hpp>
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/response_cache.hpp>
 
-#include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <mutex>
-#include <random>
+#include <sys/socket.h>
 
 namespace civicflow::server {
 
@@ -48,7 +48,8 @@ constexpr std::size_t kCacheCapacity = 4096;
 
 std::int64_t steady_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
-               SteadyClock::now().time_since_epoch())
+               SteadyClock::now().time_since_epoch()
+    )
         .count();
 }
 
@@ -59,7 +60,9 @@ struct Connection {
     beast::flat_buffer buffer;
     SteadyClock::time_point idle_since;
 
-    explicit Connection(asio::strand<asio::any_io_executor> s) : strand(std::move(s)) {}
+    explicit Connection(asio::strand<asio::any_io_executor> s)
+        : strand(std::move(s)) {}
+
     beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
 };
 
@@ -69,9 +72,9 @@ struct Attempt {
     Kind kind = Kind::kError;
     int status = 0;
     std::string body;
-    std::string reason;  // for the log line: a fixed word, never data
+    std::string reason;                    // for the log line: a fixed word, never data
     std::unique_ptr<Connection> reusable;  // handed back when the connection may be pooled
-    bool stale = false;  // a pooled connection failed before any response byte
+    bool stale = false;                    // a pooled connection failed before any response byte
 };
 
 bool is_timeout(const beast::error_code& ec) {
@@ -94,9 +97,9 @@ struct BackendClient::Impl {
         bool resolving = false;
 
         explicit Backend(const BackendConfig& c)
-            : config(c),
-              breaker(c.breaker_failures, c.breaker_pause),
-              cache(c.cache_ttl, kCacheCapacity) {}
+            : config(c)
+            , breaker(c.breaker_failures, c.breaker_pause)
+            , cache(c.cache_ttl, kCacheCapacity) {}
     };
 
     asio::any_io_executor executor;
@@ -106,14 +109,17 @@ struct BackendClient::Impl {
 
     Backend* find(std::string_view name) {
         for (auto& b : backends) {
-            if (b->config.name == name) return b.get();
+            if (b->config.name == name)
+                return b.get();
         }
         return nullptr;
     }
 
     static bool alive(Connection& c) {
-        if (SteadyClock::now() - c.idle_since > kMaxIdle) return false;
-        if (c.buffer.size() != 0) return false;  // unsolicited bytes: out of sync
+        if (SteadyClock::now() - c.idle_since > kMaxIdle)
+            return false;
+        if (c.buffer.size() != 0)
+            return false;  // unsolicited bytes: out of sync
         // A peek that would block means open and quiet; 0 means the peer closed; data means
         // the peer sent something unasked (garbage or a TLS alert): drop it either way.
         char byte = 0;
@@ -127,16 +133,19 @@ struct BackendClient::Impl {
         while (!b.idle.empty()) {
             auto c = std::move(b.idle.back());
             b.idle.pop_back();
-            if (alive(*c)) return c;
+            if (alive(*c))
+                return c;
         }
         return nullptr;
     }
 
     void give_back(Backend& b, std::unique_ptr<Connection> c) {
-        if (closing.load()) return;
+        if (closing.load())
+            return;
         c->idle_since = SteadyClock::now();
         std::lock_guard lock(b.mutex);
-        if (b.idle.size() < b.config.max_idle_connections) b.idle.push_back(std::move(c));
+        if (b.idle.size() < b.config.max_idle_connections)
+            b.idle.push_back(std::move(c));
     }
 
     tcp::resolver::results_type endpoints_of(Backend& b) {
@@ -153,30 +162,36 @@ struct BackendClient::Impl {
 
     asio::awaitable<void> refresh(Backend& b) {
         tcp::resolver resolver(executor);
-        auto [ec, results] =
-            co_await resolver.async_resolve(b.config.host, b.config.port, kTuple);
+        auto [ec, results] = co_await resolver.async_resolve(b.config.host, b.config.port, kTuple);
         std::lock_guard lock(b.mutex);
         b.resolving = false;
         if (ec) {
-            Logger::log(LogLevel::kWarn, {}, "backend_resolve_failed",
-                        "backend=" + b.config.name + " error=\"" + ec.message() + "\"");
+            Logger::log(
+                LogLevel::kWarn,
+                {},
+                "backend_resolve_failed",
+                "backend=" + b.config.name + " error=\"" + ec.message() + "\""
+            );
             co_return;
         }
         b.endpoints = results;
         b.resolved_at = SteadyClock::now();
     }
 
-    http::request<http::string_body> build_request(const Backend& b,
-                                                   const engine::BackendCall& call) const {
+    http::request<http::string_body> build_request(
+        const Backend& b, const engine::BackendCall& call
+    ) const {
         const http::verb verb = call.method == "POST" ? http::verb::post : http::verb::get;
         std::string target = b.config.base_path;
-        if (call.path.empty() || call.path.front() != '/') target += '/';
+        if (call.path.empty() || call.path.front() != '/')
+            target += '/';
         target += call.path;
         http::request<http::string_body> req{verb, target, 11};
         req.set(http::field::host, b.host_header);
         req.set(http::field::user_agent, "civicflow");
         req.set(http::field::accept, "application/json");
-        if (b.config.auth) req.set(b.config.auth->header, b.auth_value);
+        if (b.config.auth)
+            req.set(b.config.auth->header, b.auth_value);
         if (!call.body.empty()) {
             req.set(http::field::content_type, "application/json");
             req.body() = call.body;
@@ -187,20 +202,27 @@ struct BackendClient::Impl {
     }
 
     // Connects (and handshakes) a new connection; runs on the connection's strand.
-    asio::awaitable<beast::error_code> connect(Backend& b, Connection& c,
-                                               SteadyClock::time_point deadline) {
+    asio::awaitable<beast::error_code> connect(
+        Backend& b, Connection& c, SteadyClock::time_point deadline
+    ) {
         auto endpoints = endpoints_of(b);
-        if (endpoints.empty()) co_return asio::error::host_not_found;
+        if (endpoints.empty())
+            co_return asio::error::host_not_found;
         const auto connect_deadline =
             std::min(deadline, SteadyClock::now() + b.config.connect_timeout);
         if (b.config.tls) {
             c.tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c.strand, ssl);
             // SNI, then certificate checks against the configured host name.
             // (SSL_set_tlsext_host_name is a macro with a C cast; this is what it expands to.)
-            if (SSL_ctrl(c.tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                         TLSEXT_NAMETYPE_host_name, const_cast<char*>(b.config.host.c_str())) != 1) {
-                co_return beast::error_code(static_cast<int>(::ERR_get_error()),
-                                            asio::error::get_ssl_category());
+            if (SSL_ctrl(
+                    c.tls->native_handle(),
+                    SSL_CTRL_SET_TLSEXT_HOSTNAME,
+                    TLSEXT_NAMETYPE_host_name,
+                    const_cast<char*>(b.config.host.c_str())
+                ) != 1) {
+                co_return beast::error_code(
+                    static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()
+                );
             }
             c.tls->set_verify_mode(asio::ssl::verify_peer);
             c.tls->set_verify_callback(asio::ssl::host_name_verification(b.config.host));
@@ -209,21 +231,26 @@ struct BackendClient::Impl {
         }
         c.lowest().expires_at(connect_deadline);
         auto [ec, ep] = co_await c.lowest().async_connect(endpoints, kTuple);
-        if (ec) co_return ec;
+        if (ec)
+            co_return ec;
         c.lowest().socket().set_option(tcp::no_delay(true), ec);
         if (c.tls) {
             c.lowest().expires_at(connect_deadline);
             auto [hec] = co_await c.tls->async_handshake(asio::ssl::stream_base::client, kTuple);
-            if (hec) co_return hec;
+            if (hec)
+                co_return hec;
         }
         co_return beast::error_code{};
     }
 
     template <typename Stream>
-    static asio::awaitable<Attempt> exchange(Stream& stream, Connection& c,
-                                             http::request<http::string_body>& req,
-                                             std::size_t max_bytes,
-                                             SteadyClock::time_point deadline) {
+    static asio::awaitable<Attempt> exchange(
+        Stream& stream,
+        Connection& c,
+        http::request<http::string_body>& req,
+        std::size_t max_bytes,
+        SteadyClock::time_point deadline
+    ) {
         Attempt a;
         c.lowest().expires_at(deadline);
         auto [wec, wn] = co_await http::async_write(stream, req, kTuple);
@@ -241,8 +268,7 @@ struct BackendClient::Impl {
             if (is_timeout(rec)) {
                 a.kind = Attempt::Kind::kTimeout;
                 a.reason = "timeout";
-            } else if (rec == http::error::body_limit || rec == http::error::header_limit ||
-                       rec == http::error::buffer_overflow) {
+            } else if (rec == http::error::body_limit || rec == http::error::header_limit || rec == http::error::buffer_overflow) {
                 a.reason = "response_too_large";
             } else if (rec == http::error::end_of_stream || rec == asio::error::connection_reset) {
                 a.reason = "connection_closed";
@@ -257,15 +283,20 @@ struct BackendClient::Impl {
         a.status = static_cast<int>(res.result_int());
         a.body = std::move(res.body());
         a.stale = false;
-        if (res.keep_alive()) a.reason = "keep";
+        if (res.keep_alive())
+            a.reason = "keep";
         co_return a;
     }
 
     // One attempt on one connection, entirely on that connection's strand (Beast streams are
     // not thread-safe; the strand serializes their timer and I/O handlers).
-    asio::awaitable<Attempt> attempt_on(Backend& b, std::unique_ptr<Connection> c, bool fresh,
-                                        http::request<http::string_body> req,
-                                        SteadyClock::time_point deadline) {
+    asio::awaitable<Attempt> attempt_on(
+        Backend& b,
+        std::unique_ptr<Connection> c,
+        bool fresh,
+        http::request<http::string_body> req,
+        SteadyClock::time_point deadline
+    ) {
         if (fresh) {
             const beast::error_code ec = co_await connect(b, *c, deadline);
             if (ec) {
@@ -290,20 +321,25 @@ struct BackendClient::Impl {
         co_return a;
     }
 
-    asio::awaitable<Attempt> attempt(Backend& b, const engine::BackendCall& call,
-                                     SteadyClock::time_point deadline) {
+    asio::awaitable<Attempt> attempt(
+        Backend& b, const engine::BackendCall& call, SteadyClock::time_point deadline
+    ) {
         const bool idempotent = call.method != "POST";
         for (int tries = 0;; ++tries) {
             std::unique_ptr<Connection> c = take_idle(b);
             const bool fresh = c == nullptr;
-            if (fresh) c = std::make_unique<Connection>(asio::make_strand(executor));
+            if (fresh)
+                c = std::make_unique<Connection>(asio::make_strand(executor));
             auto strand = c->strand;
             Attempt a = co_await asio::co_spawn(
-                strand, attempt_on(b, std::move(c), fresh, build_request(b, call), deadline),
-                asio::use_awaitable);
+                strand,
+                attempt_on(b, std::move(c), fresh, build_request(b, call), deadline),
+                asio::use_awaitable
+            );
             // A pooled connection the server had closed fails before any response byte; the
             // request was not processed, but only a GET is safe to resend without doubt.
-            if (a.stale && idempotent && tries == 0 && SteadyClock::now() < deadline) continue;
+            if (a.stale && idempotent && tries == 0 && SteadyClock::now() < deadline)
+                continue;
             co_return a;
         }
     }
@@ -346,35 +382,49 @@ struct BackendClient::Impl {
         for (int i = 0; i < attempts; ++i) {
             last = co_await attempt(*b, call, deadline);
             const bool failed = last.kind != Attempt::Kind::kResponse || last.status >= 500;
-            if (!failed) break;
-            if (i + 1 == attempts) break;
+            if (!failed)
+                break;
+            if (i + 1 == attempts)
+                break;
             const auto delay = backoff_delay(b->config, i);
-            if (SteadyClock::now() + delay >= deadline) break;
-            Logger::log(LogLevel::kInfo, rid, "backend_retry",
-                        "backend=" + b->config.name + " attempt=" + std::to_string(i + 1) +
-                            " reason=" + (last.reason.empty() ? "status_" + std::to_string(last.status)
-                                                              : last.reason));
+            if (SteadyClock::now() + delay >= deadline)
+                break;
+            Logger::log(
+                LogLevel::kInfo,
+                rid,
+                "backend_retry",
+                "backend=" + b->config.name + " attempt=" + std::to_string(i + 1) + " reason=" +
+                    (last.reason.empty() ? "status_" + std::to_string(last.status) : last.reason)
+            );
             asio::steady_timer timer(co_await asio::this_coro::executor);
             timer.expires_after(delay);
             co_await timer.async_wait(kTuple);
         }
-        const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 SteadyClock::now() - started)
-                                 .count();
-        if (last.reusable) give_back(*b, std::move(last.reusable));
+        const auto elapsed =
+            std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started)
+                .count();
+        if (last.reusable)
+            give_back(*b, std::move(last.reusable));
         const bool failed = last.kind != Attempt::Kind::kResponse || last.status >= 500;
         if (failed) {
             b->breaker.record_failure(steady_ms());
-            Logger::log(LogLevel::kWarn, rid, "backend_failed",
-                        "backend=" + b->config.name + " reason=" +
-                            (last.reason.empty() ? "status_" + std::to_string(last.status)
-                                                 : last.reason) +
-                            " ms=" + std::to_string(elapsed));
+            Logger::log(
+                LogLevel::kWarn,
+                rid,
+                "backend_failed",
+                "backend=" + b->config.name + " reason=" +
+                    (last.reason.empty() ? "status_" + std::to_string(last.status) : last.reason) +
+                    " ms=" + std::to_string(elapsed)
+            );
         } else {
             b->breaker.record_success();
-            Logger::log(LogLevel::kDebug, rid, "backend_call",
-                        "backend=" + b->config.name + " status=" + std::to_string(last.status) +
-                            " ms=" + std::to_string(elapsed));
+            Logger::log(
+                LogLevel::kDebug,
+                rid,
+                "backend_call",
+                "backend=" + b->config.name + " status=" + std::to_string(last.status) +
+                    " ms=" + std::to_string(elapsed)
+            );
         }
         switch (last.kind) {
             case Attempt::Kind::kResponse:
@@ -396,13 +446,14 @@ struct BackendClient::Impl {
     }
 };
 
-BackendClient::BackendClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BackendClient::BackendClient(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 
 BackendClient::~BackendClient() = default;
 
 engine::Result<std::unique_ptr<BackendClient>> BackendClient::create(
-    asio::any_io_executor executor, const std::vector<BackendConfig>& backends,
-    const EnvLookup& env) {
+    asio::any_io_executor executor, const std::vector<BackendConfig>& backends, const EnvLookup& env
+) {
     auto impl = std::make_unique<Impl>();
     impl->executor = executor;
     impl->ssl.set_default_verify_paths();
@@ -412,9 +463,10 @@ engine::Result<std::unique_ptr<BackendClient>> BackendClient::create(
         if (cfg.auth) {
             const char* value = env ? env(cfg.auth->env.c_str()) : nullptr;
             if (value == nullptr || *value == '\0') {
-                return engine::Error{"config", "backend '" + cfg.name +
-                                                   "': environment variable '" + cfg.auth->env +
-                                                   "' is not set"};
+                return engine::Error{
+                    "config",
+                    "backend '" + cfg.name + "': environment variable '" + cfg.auth->env +
+                        "' is not set"};
             }
             b->auth_value = cfg.auth->prefix + value;
         }
@@ -427,8 +479,12 @@ engine::Result<std::unique_ptr<BackendClient>> BackendClient::create(
         beast::error_code ec;
         auto results = resolver.resolve(cfg.host, cfg.port, ec);
         if (ec) {
-            Logger::log(LogLevel::kWarn, {}, "backend_resolve_failed",
-                        "backend=" + cfg.name + " error=\"" + ec.message() + "\"");
+            Logger::log(
+                LogLevel::kWarn,
+                {},
+                "backend_resolve_failed",
+                "backend=" + cfg.name + " error=\"" + ec.message() + "\""
+            );
         } else {
             b->endpoints = results;
             b->resolved_at = SteadyClock::now();
@@ -438,8 +494,9 @@ engine::Result<std::unique_ptr<BackendClient>> BackendClient::create(
     return std::unique_ptr<BackendClient>(new BackendClient(std::move(impl)));
 }
 
-asio::awaitable<engine::CallResult> BackendClient::call(engine::BackendCall call,
-                                                        std::string request_id) {
+asio::awaitable<engine::CallResult> BackendClient::call(
+    engine::BackendCall call, std::string request_id
+) {
     engine::CallResult failed;
     failed.call_id = call.id;
     const std::string rid = request_id;
@@ -448,8 +505,9 @@ asio::awaitable<engine::CallResult> BackendClient::call(engine::BackendCall call
     } catch (const std::exception& e) {
         // Nothing in call() is expected to throw (every I/O error is an error_code); this is the
         // last line so that a bug becomes the flow's error branch rather than a lost reply.
-        Logger::log(LogLevel::kError, rid, "backend_exception",
-                    std::string("what=\"") + e.what() + "\"");
+        Logger::log(
+            LogLevel::kError, rid, "backend_exception", std::string("what=\"") + e.what() + "\""
+        );
     }
     failed.outcome = engine::CallResult::Outcome::kError;
     co_return failed;

@@ -3,14 +3,18 @@
 namespace civicflow::server {
 
 CircuitBreaker::CircuitBreaker(int failures, std::chrono::milliseconds pause)
-    : threshold_(failures < 1 ? 1 : failures), pause_ms_(pause.count()) {}
+    : threshold_(failures < 1 ? 1 : failures)
+    , pause_ms_(pause.count()) {}
 
 bool CircuitBreaker::allow(std::int64_t now_ms) {
     std::lock_guard lock(mutex_);
-    if (!open_) return true;
-    if (now_ms - opened_at_ < pause_ms_) return false;
+    if (!open_)
+        return true;
+    if (now_ms - opened_at_ < pause_ms_)
+        return false;
     // Half-open: let one probe through; everybody else keeps failing fast until it reports.
-    if (probe_in_flight_) return false;
+    if (probe_in_flight_)
+        return false;
     probe_in_flight_ = true;
     return true;
 }
@@ -35,7 +39,8 @@ void CircuitBreaker::record_failure(std::int64_t now_ms) {
 
 CircuitBreaker::State CircuitBreaker::state(std::int64_t now_ms) const {
     std::lock_guard lock(mutex_);
-    if (!open_) return State::kClosed;
+    if (!open_)
+        return State::kClosed;
     return now_ms - opened_at_ < pause_ms_ ? State::kOpen : State::kHalfOpen;
 }
 

@@ -1,4 +1,4 @@
-#include <civicflow/server/citizen_queues.hpp>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -6,7 +6,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <utility>
+#include <civicflow/server/citizen_queues.hpp>
 
 namespace asio = boost::asio;
 
@@ -17,7 +17,9 @@ namespace civicflow::server {
 // handler would be the textbook tool, but Boost 1.81's any_completion_handler recurses when
 // moved; a timer is plain and proven.)
 struct CitizenQueues::Waiter {
-    explicit Waiter(const asio::any_io_executor& ex) : timer(ex) {}
+    explicit Waiter(const asio::any_io_executor& ex)
+        : timer(ex) {}
+
     asio::steady_timer timer;
     bool granted = false;  // only touched on the waiter's strand
 };
@@ -33,7 +35,8 @@ CitizenQueues::Lock& CitizenQueues::Lock::operator=(Lock&& other) noexcept {
 }
 
 void CitizenQueues::Lock::release() {
-    if (owner_ == nullptr) return;
+    if (owner_ == nullptr)
+        return;
     CitizenQueues* owner = owner_;
     owner_ = nullptr;
     owner->release(user_);
@@ -42,10 +45,12 @@ void CitizenQueues::Lock::release() {
 bool CitizenQueues::try_acquire(const std::string& user, const std::shared_ptr<Waiter>* waiter) {
     std::lock_guard lock(mutex_);
     auto [it, inserted] = entries_.try_emplace(user);
-    if (inserted) return true;
+    if (inserted)
+        return true;
     // Queued under the same mutex that release() takes, so a release cannot slip between the
     // check and the enqueue and leave this waiter stranded.
-    if (waiter != nullptr) it->second.waiters.push_back(*waiter);
+    if (waiter != nullptr)
+        it->second.waiters.push_back(*waiter);
     return false;
 }
 
@@ -54,7 +59,8 @@ void CitizenQueues::release(const std::string& user) {
     {
         std::lock_guard lock(mutex_);
         auto it = entries_.find(user);
-        if (it == entries_.end()) return;
+        if (it == entries_.end())
+            return;
         if (it->second.waiters.empty()) {
             entries_.erase(it);
             return;
@@ -72,9 +78,11 @@ void CitizenQueues::release(const std::string& user) {
 }
 
 asio::awaitable<CitizenQueues::Lock> CitizenQueues::acquire(std::string user) {
-    if (try_acquire(user, nullptr)) co_return Lock(this, std::move(user));
+    if (try_acquire(user, nullptr))
+        co_return Lock(this, std::move(user));
     auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
-    if (try_acquire(user, &waiter)) co_return Lock(this, std::move(user));
+    if (try_acquire(user, &waiter))
+        co_return Lock(this, std::move(user));
     while (!waiter->granted) {
         waiter->timer.expires_at(asio::steady_timer::time_point::max());
         co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -90,7 +98,8 @@ std::size_t CitizenQueues::active() const {
 std::size_t CitizenQueues::waiting() const {
     std::lock_guard lock(mutex_);
     std::size_t n = 0;
-    for (const auto& [user, entry] : entries_) n += entry.waiters.size();
+    for (const auto& [user, entry] : entries_)
+        n += entry.waiters.size();
     return n;
 }
 

@@ -1,9 +1,8 @@
 #include "http_connection.hpp"
 
-#include <civicflow/server/logger.hpp>
-#include <civicflow/server/message_api.hpp>
-#include <civicflow/server/message_service.hpp>
-#include <civicflow/server/store.hpp>
+#include <chrono>
+#include <exception>
+#include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,9 +14,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include <chrono>
-#include <exception>
-#include <string_view>
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/message_api.hpp>
+#include <civicflow/server/message_service.hpp>
+#include <civicflow/server/store.hpp>
 
 namespace civicflow::server {
 
@@ -39,12 +39,14 @@ bool quiet_close(const beast::error_code& ec) {
            ec == asio::error::bad_descriptor;
 }
 
-HttpResponse json_response(unsigned status, std::string body, unsigned version,
-                           std::string_view request_id) {
+HttpResponse json_response(
+    unsigned status, std::string body, unsigned version, std::string_view request_id
+) {
     HttpResponse res{static_cast<http::status>(status), version};
     res.set(http::field::server, "civicflow");
     res.set(http::field::content_type, "application/json");
-    if (!request_id.empty()) res.set("X-Request-Id", request_id);
+    if (!request_id.empty())
+        res.set("X-Request-Id", request_id);
     res.body() = std::move(body);
     res.prepare_payload();
     return res;
@@ -79,7 +81,8 @@ std::vector<std::shared_ptr<HttpConnection>> ServerContext::snapshot() const {
     std::lock_guard lock(mutex_);
     out.reserve(connections_.size());
     for (const auto& [id, weak] : connections_) {
-        if (auto c = weak.lock()) out.push_back(std::move(c));
+        if (auto c = weak.lock())
+            out.push_back(std::move(c));
     }
     return out;
 }
@@ -117,14 +120,16 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
             route = "readyz";
             if (method == http::verb::get || method == http::verb::head) {
                 if (ctx.draining.load()) {
-                    reply = ApiReply{503, encode_error("not_ready", "the server is shutting down",
-                                                       rid)};
+                    reply = ApiReply{
+                        503, encode_error("not_ready", "the server is shutting down", rid)};
                 } else {
                     auto ping = co_await ctx.store.ping();
                     reply = ping ? ApiReply{200, R"({"status":"ready"})"}
-                                 : ApiReply{503, encode_error("not_ready",
-                                                              "the session store is unreachable",
-                                                              rid)};
+                                 : ApiReply{
+                                       503,
+                                       encode_error(
+                                           "not_ready", "the session store is unreachable", rid
+                                       )};
                 }
             } else {
                 allow = "GET, HEAD";
@@ -133,18 +138,27 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
             reply = ApiReply{404, encode_error("not_found", "no such endpoint", rid)};
         }
         if (allow != nullptr) {
-            reply = ApiReply{405, encode_error("method_not_allowed",
-                                               std::string("this endpoint accepts ") + allow, rid)};
+            reply = ApiReply{
+                405,
+                encode_error(
+                    "method_not_allowed", std::string("this endpoint accepts ") + allow, rid
+                )};
         }
     } catch (const std::exception& e) {
         // A bug, not a client error: one log line (no personal data: e.what() of our own code
         // and of the libraries we call never includes message text) and a 500 with the id.
-        Logger::log(LogLevel::kError, rid, "handler_exception",
-                    std::string("route=") + std::string(route) + " what=\"" + e.what() + "\"");
-        reply = ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
+        Logger::log(
+            LogLevel::kError,
+            rid,
+            "handler_exception",
+            std::string("route=") + std::string(route) + " what=\"" + e.what() + "\""
+        );
+        reply =
+            ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
     }
     HttpResponse res = json_response(reply.status, std::move(reply.body), version, rid);
-    if (allow != nullptr) res.set(http::field::allow, allow);
+    if (allow != nullptr)
+        res.set(http::field::allow, allow);
     if (method == http::verb::head) {
         // HEAD: same headers, no body.
         res.body().clear();
@@ -152,23 +166,29 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
     }
     if (ctx.access_log) {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::steady_clock::now() - started)
+                            std::chrono::steady_clock::now() - started
+        )
                             .count();
-        Logger::log(LogLevel::kInfo, rid, "request",
-                    "route=" + std::string(route) + " status=" + std::to_string(reply.status) +
-                        " us=" + std::to_string(us));
+        Logger::log(
+            LogLevel::kInfo,
+            rid,
+            "request",
+            "route=" + std::string(route) + " status=" + std::to_string(reply.status) +
+                " us=" + std::to_string(us)
+        );
     }
     co_return res;
 }
 
 HttpConnection::HttpConnection(asio::ip::tcp::socket socket, std::shared_ptr<ServerContext> ctx)
-    : stream_(std::move(socket)),
-      ctx_(std::move(ctx)),
-      reader_wake_(stream_.get_executor()),
-      writer_wake_(stream_.get_executor()) {}
+    : stream_(std::move(socket))
+    , ctx_(std::move(ctx))
+    , reader_wake_(stream_.get_executor())
+    , writer_wake_(stream_.get_executor()) {}
 
 HttpConnection::~HttpConnection() {
-    if (id_ != 0) ctx_->remove(id_);
+    if (id_ != 0)
+        ctx_->remove(id_);
 }
 
 void HttpConnection::start() {
@@ -176,12 +196,17 @@ void HttpConnection::start() {
     beast::error_code ec;
     stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
     auto on_done = [](std::exception_ptr e) {
-        if (!e) return;
+        if (!e)
+            return;
         try {
             std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-            Logger::log(LogLevel::kError, {}, "connection_exception",
-                        std::string("what=\"") + ex.what() + "\"");
+            Logger::log(
+                LogLevel::kError,
+                {},
+                "connection_exception",
+                std::string("what=\"") + ex.what() + "\""
+            );
         }
     };
     asio::co_spawn(stream_.get_executor(), read_loop(), on_done);
@@ -215,8 +240,12 @@ asio::awaitable<void> HttpConnection::wait(asio::steady_timer& timer) {
 
 void HttpConnection::push_error(unsigned status, const char* code, const char* message) {
     const std::string rid = new_request_id();
-    Logger::log(LogLevel::kInfo, rid, "bad_request",
-                std::string("status=") + std::to_string(status) + " code=" + code);
+    Logger::log(
+        LogLevel::kInfo,
+        rid,
+        "bad_request",
+        std::string("status=") + std::to_string(status) + " code=" + code
+    );
     auto p = std::make_shared<Pending>();
     p->keep_alive = false;
     p->response = json_response(status, encode_error(code, message, rid), 11, rid);
@@ -245,7 +274,8 @@ asio::awaitable<void> HttpConnection::read_loop() {
         while (!closed_ && !draining_ && queue_.size() >= limits.pipeline) {
             co_await wait(reader_wake_);
         }
-        if (closed_ || draining_) break;
+        if (closed_ || draining_)
+            break;
         if (buffer_.size() == 0) {
             // Between requests: the idle timeout applies until the next request's first byte.
             idle_ = true;
@@ -292,16 +322,21 @@ asio::awaitable<void> HttpConnection::read_loop() {
         pending->keep_alive = req.keep_alive() && !draining_;
         const bool keep = pending->keep_alive;
         queue_.push_back(pending);
-        asio::co_spawn(stream_.get_executor(), handle(std::move(req), std::move(pending)),
-                       [](std::exception_ptr) {});
-        if (!keep) break;
+        asio::co_spawn(
+            stream_.get_executor(),
+            handle(std::move(req), std::move(pending)),
+            [](std::exception_ptr) {}
+        );
+        if (!keep)
+            break;
     }
     reader_done_ = true;
     writer_wake_.cancel();
 }
 
-asio::awaitable<void> HttpConnection::handle(HttpRequest request,
-                                             std::shared_ptr<Pending> pending) {
+asio::awaitable<void> HttpConnection::handle(
+    HttpRequest request, std::shared_ptr<Pending> pending
+) {
     auto self = shared_from_this();
     const unsigned version = request.version();
     try {
@@ -309,11 +344,12 @@ asio::awaitable<void> HttpConnection::handle(HttpRequest request,
     } catch (const std::exception& e) {
         // route_request catches handler failures; this covers allocation failures around it.
         const std::string rid = new_request_id();
-        Logger::log(LogLevel::kError, rid, "handler_exception",
-                    std::string("what=\"") + e.what() + "\"");
+        Logger::log(
+            LogLevel::kError, rid, "handler_exception", std::string("what=\"") + e.what() + "\""
+        );
         pending->response = json_response(
-            500, encode_error("internal", "internal error; quote the request id", rid), version,
-            rid);
+            500, encode_error("internal", "internal error; quote the request id", rid), version, rid
+        );
     }
     writer_wake_.cancel();
 }
@@ -324,7 +360,8 @@ asio::awaitable<void> HttpConnection::write_loop() {
         while (!closed_ && (queue_.empty() ? !reader_done_ : !queue_.front()->response)) {
             co_await wait(writer_wake_);
         }
-        if (closed_ || queue_.empty()) break;
+        if (closed_ || queue_.empty())
+            break;
         std::shared_ptr<Pending> p = queue_.front();
         // The last response of a draining connection tells the client to go elsewhere.
         const bool last = !p->keep_alive || (draining_ && reader_done_ && queue_.size() == 1);
@@ -339,7 +376,8 @@ asio::awaitable<void> HttpConnection::write_loop() {
             }
             break;
         }
-        if (last) break;
+        if (last)
+            break;
         if (draining_ && idle_ && queue_.empty()) {
             beast::error_code sec;
             stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, sec);
@@ -349,7 +387,8 @@ asio::awaitable<void> HttpConnection::write_loop() {
 }
 
 void HttpConnection::close() {
-    if (closed_) return;
+    if (closed_)
+        return;
     closed_ = true;
     beast::error_code ec;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);

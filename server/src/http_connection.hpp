@@ -1,7 +1,14 @@
 // One accepted HTTP connection (private to the server).
 #pragma once
 
-#include <civicflow/server/config.hpp>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,14 +18,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <atomic>
-#include <cstdint>
-#include <deque>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <unordered_map>
-#include <vector>
+#include <civicflow/server/config.hpp>
 
 namespace civicflow::server {
 
@@ -32,7 +32,10 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 // State shared by the listener and its connections.
 struct ServerContext {
     ServerContext(Limits l, bool access, MessageService& s, Store& st)
-        : limits(l), access_log(access), service(s), store(st) {}
+        : limits(l)
+        , access_log(access)
+        , service(s)
+        , store(st) {}
 
     Limits limits;
     bool access_log;

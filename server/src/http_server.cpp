@@ -1,10 +1,3 @@
-#include "http_connection.hpp"
-
-#include <civicflow/server/http_server.hpp>
-#include <civicflow/server/logger.hpp>
-#include <civicflow/server/message_api.hpp>
-#include <civicflow/server/message_service.hpp>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,6 +6,13 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <civicflow/server/http_server.hpp>
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/message_api.hpp>
+#include <civicflow/server/message_service.hpp>
+
+#include "http_connection.hpp"
 
 namespace civicflow::server {
 
@@ -27,11 +27,11 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     Impl(asio::any_io_executor ex, Options options, MessageService& service, Store& store)
-        : executor(ex),
-          strand(asio::make_strand(ex)),
-          acceptor(strand),
-          ctx(std::make_shared<ServerContext>(options.limits, options.access_log, service,
-                                              store)) {}
+        : executor(ex)
+        , strand(asio::make_strand(ex))
+        , acceptor(strand)
+        , ctx(std::make_shared<ServerContext>(options.limits, options.access_log, service, store)) {
+    }
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
@@ -49,8 +49,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         res.set(http::field::content_type, "application/json");
         res.set("X-Request-Id", rid);
         res.keep_alive(false);
-        res.body() = encode_error("too_many_connections", "the server is at its connection limit",
-                                  rid);
+        res.body() =
+            encode_error("too_many_connections", "the server is at its connection limit", rid);
         res.prepare_payload();
         stream.expires_after(std::chrono::seconds(1));
         co_await http::async_write(stream, res, kTuple);
@@ -64,10 +64,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         for (;;) {
             auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(executor), kTuple);
             if (ec) {
-                if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+                if (ec == asio::error::operation_aborted || !acceptor.is_open())
+                    break;
                 // Out of file descriptors and the like: log once per failure and pause briefly
                 // so a persistent condition does not spin a core.
-                Logger::log(LogLevel::kError, {}, "accept_failed", "error=\"" + ec.message() + "\"");
+                Logger::log(
+                    LogLevel::kError, {}, "accept_failed", "error=\"" + ec.message() + "\""
+                );
                 asio::steady_timer pause(strand, std::chrono::milliseconds(50));
                 co_await pause.async_wait(kTuple);
                 continue;
@@ -78,9 +81,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 continue;
             }
             if (ctx->count() >= ctx->limits.max_connections) {
-                Logger::log(LogLevel::kWarn, {}, "connection_refused",
-                            "reason=max_connections limit=" +
-                                std::to_string(ctx->limits.max_connections));
+                Logger::log(
+                    LogLevel::kWarn,
+                    {},
+                    "connection_refused",
+                    "reason=max_connections limit=" + std::to_string(ctx->limits.max_connections)
+                );
                 auto ex = socket.get_executor();
                 asio::co_spawn(ex, refuse(std::move(socket)), asio::detached);
                 continue;
@@ -90,13 +96,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         }
     }
 
-    asio::awaitable<void> drain(std::chrono::milliseconds timeout,
-                                std::function<void(bool)> done) {
+    asio::awaitable<void> drain(std::chrono::milliseconds timeout, std::function<void(bool)> done) {
         auto self = shared_from_this();
         ctx->draining.store(true);
         beast::error_code ec;
         acceptor.close(ec);
-        for (auto& c : ctx->snapshot()) c->drain();
+        for (auto& c : ctx->snapshot())
+            c->drain();
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         asio::steady_timer tick(strand);
         // Polling a counter every few milliseconds during shutdown only: simpler than making
@@ -109,23 +115,30 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 co_return;
             }
             if (std::chrono::steady_clock::now() >= deadline) {
-                Logger::log(LogLevel::kWarn, {}, "drain_deadline",
-                            "connections=" + std::to_string(open) +
-                                " messages_in_flight=" + std::to_string(in_flight));
-                for (auto& c : ctx->snapshot()) c->force_close();
+                Logger::log(
+                    LogLevel::kWarn,
+                    {},
+                    "drain_deadline",
+                    "connections=" + std::to_string(open) +
+                        " messages_in_flight=" + std::to_string(in_flight)
+                );
+                for (auto& c : ctx->snapshot())
+                    c->force_close();
                 done(false);
                 co_return;
             }
             // New connections accepted just before the acceptor closed are drained too.
-            for (auto& c : ctx->snapshot()) c->drain();
+            for (auto& c : ctx->snapshot())
+                c->drain();
             tick.expires_after(std::chrono::milliseconds(5));
             co_await tick.async_wait(kTuple);
         }
     }
 };
 
-HttpServer::HttpServer(asio::any_io_executor executor, Options options, MessageService& service,
-                       Store& store)
+HttpServer::HttpServer(
+    asio::any_io_executor executor, Options options, MessageService& service, Store& store
+)
     : impl_(std::make_shared<Impl>(std::move(executor), options, service, store)) {}
 
 HttpServer::~HttpServer() {
@@ -137,18 +150,23 @@ engine::Result<std::uint16_t> HttpServer::listen(const std::string& host, std::u
     beast::error_code ec;
     const auto address = asio::ip::make_address(host, ec);
     if (ec) {
-        return engine::Error{"listen", "invalid listen host '" + host +
-                                           "' (expected an IP address such as 127.0.0.1)"};
+        return engine::Error{
+            "listen",
+            "invalid listen host '" + host + "' (expected an IP address such as 127.0.0.1)"};
     }
     const tcp::endpoint endpoint(address, port);
     auto& acceptor = impl_->acceptor;
     acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec)
+        acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec)
+        acceptor.bind(endpoint, ec);
+    if (!ec)
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-        return engine::Error{"listen", "cannot listen on " + host + ":" + std::to_string(port) +
-                                           ": " + ec.message()};
+        return engine::Error{
+            "listen",
+            "cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message()};
     }
     return acceptor.local_endpoint().port();
 }
@@ -162,6 +180,8 @@ void HttpServer::drain(std::chrono::milliseconds timeout, std::function<void(boo
     asio::co_spawn(impl->strand, impl->drain(timeout, std::move(done)), asio::detached);
 }
 
-std::size_t HttpServer::connections() const { return impl_->ctx->count(); }
+std::size_t HttpServer::connections() const {
+    return impl_->ctx->count();
+}
 
 }  // namespace civicflow::server

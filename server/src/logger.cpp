@@ -1,9 +1,3 @@
-#include <civicflow/server/logger.hpp>
-
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <unistd.h>
-
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -12,6 +6,12 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+
+#include <civicflow/server/logger.hpp>
+
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <unistd.h>
 
 namespace civicflow::server {
 namespace {
@@ -40,23 +40,39 @@ std::string timestamp() {
     std::tm tm{};
     gmtime_r(&secs, &tm);
     std::array<char, 32> buf{};
-    const int n = std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    const int n = std::snprintf(
+        buf.data(),
+        buf.size(),
+        "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        static_cast<int>(ms % 1000)
+    );
     return std::string(buf.data(), static_cast<std::size_t>(n > 0 ? n : 0));
 }
 
 struct LogKey {
     std::array<unsigned char, 32> bytes{};
+
     LogKey() {
         const char* env = std::getenv("CIVICFLOW_LOG_KEY");
         if (env != nullptr && *env != '\0') {
             // Derive a fixed-size key from the operator's secret so short values still work.
             const std::string_view secret(env);
             unsigned int len = 0;
-            HMAC(EVP_sha256(), "civicflow-log-key", 17,
-                 reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
-                 bytes.data(), &len);
+            HMAC(
+                EVP_sha256(),
+                "civicflow-log-key",
+                17,
+                reinterpret_cast<const unsigned char*>(secret.data()),
+                secret.size(),
+                bytes.data(),
+                &len
+            );
             return;
         }
         if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
@@ -76,13 +92,19 @@ constexpr char kHex[] = "0123456789abcdef";
 
 }  // namespace
 
-void Logger::set_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
+void Logger::set_level(LogLevel level) {
+    g_level.store(static_cast<int>(level));
+}
 
-bool Logger::enabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+bool Logger::enabled(LogLevel level) {
+    return static_cast<int>(level) >= g_level.load();
+}
 
-void Logger::log(LogLevel level, std::string_view request_id, std::string_view event,
-                 std::string_view fields) {
-    if (!enabled(level)) return;
+void Logger::log(
+    LogLevel level, std::string_view request_id, std::string_view event, std::string_view fields
+) {
+    if (!enabled(level))
+        return;
     std::string line = timestamp();
     line += " level=";
     line += level_name(level);
@@ -102,7 +124,8 @@ void Logger::log(LogLevel level, std::string_view request_id, std::string_view e
     std::size_t left = line.size();
     while (left > 0) {
         const ssize_t n = ::write(STDERR_FILENO, data, left);
-        if (n <= 0) return;
+        if (n <= 0)
+            return;
         data += n;
         left -= static_cast<std::size_t>(n);
     }
@@ -112,8 +135,15 @@ std::string citizen_tag(std::string_view user) {
     const LogKey& key = log_key();
     std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
     unsigned int len = 0;
-    HMAC(EVP_sha256(), key.bytes.data(), static_cast<int>(key.bytes.size()),
-         reinterpret_cast<const unsigned char*>(user.data()), user.size(), mac.data(), &len);
+    HMAC(
+        EVP_sha256(),
+        key.bytes.data(),
+        static_cast<int>(key.bytes.size()),
+        reinterpret_cast<const unsigned char*>(user.data()),
+        user.size(),
+        mac.data(),
+        &len
+    );
     std::string out;
     out.reserve(12);
     for (std::size_t i = 0; i < 6; ++i) {
@@ -132,8 +162,8 @@ std::string new_request_id() {
         return p;
     }();
     static std::atomic<std::uint32_t> counter{0};
-    const std::uint64_t value =
-        (static_cast<std::uint64_t>(prefix) << 32) | counter.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t value = (static_cast<std::uint64_t>(prefix) << 32) |
+                                counter.fetch_add(1, std::memory_order_relaxed);
     std::string out(16, '0');
     for (int i = 15; i >= 0; --i) {
         out[static_cast<std::size_t>(i)] = kHex[(value >> ((15 - i) * 4)) & 0x0F];
@@ -142,11 +172,13 @@ std::string new_request_id() {
 }
 
 bool is_valid_request_id(std::string_view id) {
-    if (id.empty() || id.size() > 64) return false;
+    if (id.empty() || id.size() > 64)
+        return false;
     for (const char c : id) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == '-';
-        if (!ok) return false;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
     }
     return true;
 }

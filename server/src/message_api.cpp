@@ -1,9 +1,9 @@
-#include <civicflow/server/message_api.hpp>
-
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+
+#include <civicflow/server/message_api.hpp>
 
 namespace civicflow::server {
 namespace {
@@ -20,18 +20,26 @@ engine::Error field_error(std::string code, std::string message) {
 
 // Reads an optional string member. Returns false (and sets `error`) when present but not a
 // string, empty, or longer than `max_bytes`.
-bool read_optional_id(const rapidjson::Value& obj, const char* name, std::size_t max_bytes,
-                      std::string& out, std::optional<engine::Error>& error) {
+bool read_optional_id(
+    const rapidjson::Value& obj,
+    const char* name,
+    std::size_t max_bytes,
+    std::string& out,
+    std::optional<engine::Error>& error
+) {
     auto it = obj.FindMember(name);
-    if (it == obj.MemberEnd() || it->value.IsNull()) return true;
+    if (it == obj.MemberEnd() || it->value.IsNull())
+        return true;
     if (!it->value.IsString()) {
         error = field_error("invalid_field", std::string("'") + name + "' must be a string");
         return false;
     }
     const std::size_t len = it->value.GetStringLength();
     if (len == 0 || len > max_bytes) {
-        error = field_error("invalid_field", std::string("'") + name + "' must be 1 to " +
-                                                 std::to_string(max_bytes) + " bytes long");
+        error = field_error(
+            "invalid_field",
+            std::string("'") + name + "' must be 1 to " + std::to_string(max_bytes) + " bytes long"
+        );
         return false;
     }
     out.assign(it->value.GetString(), len);
@@ -44,7 +52,8 @@ std::size_t utf8_length(std::string_view text) {
     std::size_t n = 0;
     for (const char c : text) {
         // Count every byte that is not a continuation byte (10xxxxxx).
-        if ((static_cast<unsigned char>(c) & 0xC0U) != 0x80U) ++n;
+        if ((static_cast<unsigned char>(c) & 0xC0U) != 0x80U)
+            ++n;
     }
     return n;
 }
@@ -55,26 +64,34 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
     // \u escapes); kParseStopWhenDoneFlag is not set, so trailing garbage is an error too.
     doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
     if (doc.HasParseError()) {
-        if (doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding) {
+        // A lone surrogate escape (\ud800) has no UTF-8 form either: same error.
+        if (doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding ||
+            doc.GetParseError() == rapidjson::kParseErrorStringUnicodeSurrogateInvalid) {
             return field_error("invalid_utf8", "the body contains invalid UTF-8");
         }
-        return field_error("invalid_json", std::string("the body is not valid JSON: ") +
-                                               rapidjson::GetParseError_En(doc.GetParseError()) +
-                                               " at offset " + std::to_string(doc.GetErrorOffset()));
+        return field_error(
+            "invalid_json",
+            std::string("the body is not valid JSON: ") +
+                rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
+                std::to_string(doc.GetErrorOffset())
+        );
     }
-    if (!doc.IsObject()) return field_error("invalid_json", "the body must be a JSON object");
+    if (!doc.IsObject())
+        return field_error("invalid_json", "the body must be a JSON object");
     MessageRequest req;
     auto user = doc.FindMember("user");
     if (user == doc.MemberEnd() || user->value.IsNull()) {
         return field_error("missing_user", "'user' is required");
     }
-    if (!user->value.IsString()) return field_error("invalid_field", "'user' must be a string");
+    if (!user->value.IsString())
+        return field_error("invalid_field", "'user' must be a string");
     if (user->value.GetStringLength() == 0) {
         return field_error("missing_user", "'user' must not be empty");
     }
     if (user->value.GetStringLength() > kMaxIdBytes) {
-        return field_error("invalid_field",
-                           "'user' must be at most " + std::to_string(kMaxIdBytes) + " bytes long");
+        return field_error(
+            "invalid_field", "'user' must be at most " + std::to_string(kMaxIdBytes) + " bytes long"
+        );
     }
     req.user.assign(user->value.GetString(), user->value.GetStringLength());
 
@@ -82,26 +99,34 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
     auto text = doc.FindMember("text");
     const bool has_text = text != doc.MemberEnd() && !text->value.IsNull();
     if (has_text) {
-        if (!text->value.IsString()) return field_error("invalid_field", "'text' must be a string");
+        if (!text->value.IsString())
+            return field_error("invalid_field", "'text' must be a string");
         req.text.assign(text->value.GetString(), text->value.GetStringLength());
         if (utf8_length(req.text) > kMaxTextChars) {
-            return field_error("text_too_long", "'text' must be at most " +
-                                                    std::to_string(kMaxTextChars) + " characters");
+            return field_error(
+                "text_too_long",
+                "'text' must be at most " + std::to_string(kMaxTextChars) + " characters"
+            );
         }
     }
-    if (!read_optional_id(doc, "reply_id", kMaxIdBytes, req.reply_id, error)) return *error;
+    if (!read_optional_id(doc, "reply_id", kMaxIdBytes, req.reply_id, error))
+        return *error;
     req.is_choice = !req.reply_id.empty();
     if (has_text == req.is_choice) {
         return field_error("invalid_field", "exactly one of 'text' and 'reply_id' is required");
     }
-    if (!read_optional_id(doc, "message_id", kMaxIdBytes, req.message_id, error)) return *error;
-    if (!read_optional_id(doc, "lang", 16, req.lang, error)) return *error;
+    if (!read_optional_id(doc, "message_id", kMaxIdBytes, req.message_id, error))
+        return *error;
+    if (!read_optional_id(doc, "lang", 16, req.lang, error))
+        return *error;
     return req;
 }
 
-std::string encode_message_response(const std::string& user,
-                                    const std::vector<engine::Reply>& replies,
-                                    const engine::Session& session) {
+std::string encode_message_response(
+    const std::string& user,
+    const std::vector<engine::Reply>& replies,
+    const engine::Session& session
+) {
     rapidjson::StringBuffer buf;
     Writer w(buf);
     w.StartObject();
@@ -160,8 +185,9 @@ std::string encode_message_response(const std::string& user,
     return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string encode_error(std::string_view code, std::string_view message,
-                         std::string_view request_id) {
+std::string encode_error(
+    std::string_view code, std::string_view message, std::string_view request_id
+) {
     rapidjson::StringBuffer buf;
     Writer w(buf);
     w.StartObject();

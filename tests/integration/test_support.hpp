@@ -2,8 +2,6 @@
 // POSIX sockets (tests may not include Boost; a raw client also lets them send broken HTTP).
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,6 +10,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace civicflow::testing {
 
@@ -22,8 +22,11 @@ using std::chrono::milliseconds;
 /// reaped on destruction if still running.
 class ChildProcess {
 public:
-    ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                 const std::string& stderr_path);
+    ChildProcess(
+        const std::vector<std::string>& argv,
+        const std::vector<std::string>& env,
+        const std::string& stderr_path
+    );
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
@@ -36,6 +39,7 @@ public:
     /// timeout.
     int wait_exit(milliseconds timeout);
     bool running();
+
     pid_t pid() const { return pid_; }
 
 private:
@@ -63,6 +67,7 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     bool connected() const { return fd_ >= 0; }
+
     bool send(std::string_view bytes);
     /// Reads one response (Content-Length framed); nullopt on timeout or close.
     std::optional<Response> read(milliseconds timeout = milliseconds(10000));
@@ -76,18 +81,27 @@ private:
 };
 
 /// Builds a request: method, path, body, extra header lines ("Name: value").
-std::string http_request(std::string_view method, std::string_view path, std::string_view body,
-                         const std::vector<std::string>& headers = {});
+std::string http_request(
+    std::string_view method,
+    std::string_view path,
+    std::string_view body,
+    const std::vector<std::string>& headers = {}
+);
 /// One request on a fresh connection.
-std::optional<Response> request(std::uint16_t port, std::string_view method,
-                                std::string_view path, std::string_view body = {},
-                                const std::vector<std::string>& headers = {});
+std::optional<Response> request(
+    std::uint16_t port,
+    std::string_view method,
+    std::string_view path,
+    std::string_view body = {},
+    const std::vector<std::string>& headers = {}
+);
 /// POST /v1/messages with the given JSON body.
 std::optional<Response> post_message(std::uint16_t port, std::string_view json);
 
 /// {"user": user, "text": text} (and message_id when given), JSON-escaped.
-std::string text_message(std::string_view user, std::string_view text,
-                         std::string_view message_id = {});
+std::string text_message(
+    std::string_view user, std::string_view text, std::string_view message_id = {}
+);
 std::string choice_message(std::string_view user, std::string_view reply_id);
 std::string json_escape(std::string_view s);
 

@@ -64,6 +64,34 @@ TEST_SUITE("engine/diagnostic") {
         );
     }
 
+    TEST_CASE("a very long line is shown as a window around the column") {
+        std::string line;
+        for (int i = 0; i < 1000; ++i) {
+            line += static_cast<char>('a' + i % 26);
+        }
+        SourceCache sources;
+        sources.put("a.yaml", line + "\n");
+        Diagnostics diags;
+        diags.error("E100", {"a.yaml", 1, 501}, "here", {}, 3);
+        diags.error("E100", {"a.yaml", 1, 2}, "start", {}, 1);
+        // Columns 421-620 are shown after "...": column 501 is the 81st shown, after 3 dots.
+        CHECK(
+            format_text(diags, sources, false) ==
+            "a.yaml:1:501: error[E100]: here\n"
+            "    1 | ..." +
+                line.substr(420, 200) +
+                "...\n"
+                "      | " +
+                std::string(83, ' ') +
+                "^~~\n"
+                "a.yaml:1:2: error[E100]: start\n"
+                "    1 | " +
+                line.substr(0, 200) +
+                "...\n"
+                "      |  ^\n"
+        );
+    }
+
     TEST_CASE("file-level diagnostics have no line, column or snippet") {
         SourceCache sources;
         Diagnostics diags;

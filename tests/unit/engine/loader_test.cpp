@@ -521,4 +521,16 @@ states:
         CHECK(elapsed < std::chrono::milliseconds(3000));
 #endif
     }
+
+    TEST_CASE("thousands of broken references are all reported, quickly") {
+        std::string text = "version: 1\nflow: main\ntitle: T\nstart: s0\nstates:\n";
+        for (int i = 0; i < 20000; ++i) {
+            text += "  s" + std::to_string(i) + ": { goto: t" + std::to_string(i) + " }\n";
+        }
+        const auto start = std::chrono::steady_clock::now();
+        const auto r = load({{"d/main.yaml", text}});
+        CHECK(r.diagnostics.error_count() == 20000);
+        CHECK(r.diagnostics.items().front().hint == "did you mean 's0'?");
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+    }
 }

@@ -291,4 +291,19 @@ TEST_SUITE("engine/yaml_document") {
         n.kind = yaml::Kind::kMap;
         CHECK(n.kind_name() == "a mapping");
     }
+
+    TEST_CASE("a 3 MB single-line list stops at the node budget without quadratic work") {
+        std::string text = "[";
+        for (int i = 0; i < 1500000; ++i) {
+            text += "1,";
+        }
+        text += "1]\n";
+        const auto start = std::chrono::steady_clock::now();
+        Diagnostics diags;
+        CHECK_FALSE(yaml::parse("f.yaml", text, diags).root);
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].code == "E108");
+        CHECK(diags.items()[0].location.column == 400000);
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+    }
 }

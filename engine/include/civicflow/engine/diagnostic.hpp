@@ -73,7 +73,13 @@ public:
     std::string line(const std::string& file, int line) const;
 
 private:
-    std::vector<std::pair<std::string, std::string>> files_;
+    struct File {
+        std::string name;
+        std::string contents;
+        std::vector<std::size_t> line_starts;  // byte offset of each line: O(1) look-ups
+    };
+
+    std::vector<File> files_;
 };
 
 /// GCC-style text: "file:line:col: error[CODE]: message", then a numbered snippet with a

@@ -37,6 +37,9 @@ struct MenuOption {
     LocalizedText title;
     Target target;
     SourceLocation location;
+    /// normalize()d title of every language (titles without slots), filled at load time so a
+    /// menu choice normalizes nothing but the message. A templated title is matched as rendered.
+    std::vector<std::string> match_titles;
 };
 
 /// A media reply.
@@ -67,7 +70,7 @@ struct Otherwise {
 ///   slot: dob
 ///   validate: { date: { not_future: true }, error: { en: "...", hi: "..." } }
 ///   attempts: 3          # wrong answers allowed before on_give_up
-///   then: place          # (or goto:) where a valid answer leads
+///   then: place          # where a valid answer leads
 ///   on_give_up: help
 struct Ask {
     LocalizedText prompt;

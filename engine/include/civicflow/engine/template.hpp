@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,14 @@ public:
     /// Renders with `slots`. A slot that is unset and has no default renders as "" and its name is
     /// appended to `missing` when given (the engine turns it into an R401 event).
     std::string render(const Slots& slots, std::vector<std::string>* missing = nullptr) const;
+
+    /// Read-only values consulted when a slot is not in `slots`: the built-in variables of a
+    /// turn (lang, flow_title, profile_name), so they never have to be copied into the session.
+    using Overlay = std::span<const std::pair<std::string_view, std::string_view>>;
+    /// As render(slots, missing), looking names up in `slots` first, then in `overlay`.
+    std::string render(
+        const Slots& slots, Overlay overlay, std::vector<std::string>* missing = nullptr
+    ) const;
 
     /// Slot names read without a default filter (for the "no path sets this slot" check).
     std::vector<std::string> required_slots() const;

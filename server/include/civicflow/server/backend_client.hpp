@@ -2,18 +2,18 @@
 /// a circuit breaker and an optional response cache per backend.
 #pragma once
 
-#include <civicflow/engine/result.hpp>
-#include <civicflow/engine/turn.hpp>
-#include <civicflow/server/config.hpp>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <civicflow/engine/result.hpp>
+#include <civicflow/engine/turn.hpp>
+#include <civicflow/server/config.hpp>
 
 namespace civicflow::server {
 
@@ -34,16 +34,19 @@ public:
     /// empty. Host names are resolved here once (blocking, before serving) and refreshed in the
     /// background every minute; a host that does not resolve yet is only a logged warning.
     static engine::Result<std::unique_ptr<BackendClient>> create(
-        boost::asio::any_io_executor executor, const std::vector<BackendConfig>& backends,
-        const EnvLookup& env);
+        boost::asio::any_io_executor executor,
+        const std::vector<BackendConfig>& backends,
+        const EnvLookup& env
+    );
 
     ~BackendClient();
     BackendClient(const BackendClient&) = delete;
     BackendClient& operator=(const BackendClient&) = delete;
 
     /// Performs `call`. `request_id` only tags log lines.
-    boost::asio::awaitable<engine::CallResult> call(engine::BackendCall call,
-                                                    std::string request_id);
+    boost::asio::awaitable<engine::CallResult> call(
+        engine::BackendCall call, std::string request_id
+    );
 
     bool has_backend(std::string_view name) const;
 

@@ -1,14 +1,14 @@
 /// Per-citizen FIFO queues: at most one message of a citizen in progress, in arrival order.
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
-
 #include <cstddef>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include <boost/asio/awaitable.hpp>
 
 namespace civicflow::server {
 
@@ -27,15 +27,25 @@ public:
     class Lock {
     public:
         Lock() = default;
-        Lock(CitizenQueues* owner, std::string user) : owner_(owner), user_(std::move(user)) {}
-        Lock(Lock&& other) noexcept : owner_(other.owner_), user_(std::move(other.user_)) {
+
+        Lock(CitizenQueues* owner, std::string user)
+            : owner_(owner)
+            , user_(std::move(user)) {}
+
+        Lock(Lock&& other) noexcept
+            : owner_(other.owner_)
+            , user_(std::move(other.user_)) {
             other.owner_ = nullptr;
         }
+
         Lock& operator=(Lock&& other) noexcept;
         Lock(const Lock&) = delete;
         Lock& operator=(const Lock&) = delete;
+
         ~Lock() { release(); }
+
         void release();
+
         bool owns() const { return owner_ != nullptr; }
 
     private:
@@ -58,6 +68,7 @@ public:
 
 private:
     struct Waiter;  // a suspended acquire(): a timer on its strand and a "granted" flag
+
     struct Entry {
         std::deque<std::shared_ptr<Waiter>> waiters;
     };

@@ -1,9 +1,6 @@
 /// The server configuration file (YAML, read through the engine's YAML reader) and its defaults.
 #pragma once
 
-#include <civicflow/engine/diagnostic.hpp>
-#include <civicflow/engine/result.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +8,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <civicflow/engine/diagnostic.hpp>
+#include <civicflow/engine/result.hpp>
 
 namespace civicflow::server {
 
@@ -20,12 +20,12 @@ using Millis = std::chrono::milliseconds;
 ///   limits: { body_bytes: 65536, header_bytes: 8192, read_timeout: 10s, idle_timeout: 60s,
 ///             max_connections: 10000, pipeline: 16 }
 struct Limits {
-    std::size_t body_bytes = 64 * 1024;  // larger bodies: 413
-    std::size_t header_bytes = 8 * 1024;  // larger headers: 431
-    Millis read_timeout{10'000};          // from a request's first byte to its last
-    Millis idle_timeout{60'000};          // keep-alive wait for the next request
+    std::size_t body_bytes = 64 * 1024;    // larger bodies: 413
+    std::size_t header_bytes = 8 * 1024;   // larger headers: 431
+    Millis read_timeout{10'000};           // from a request's first byte to its last
+    Millis idle_timeout{60'000};           // keep-alive wait for the next request
     std::size_t max_connections = 10'000;  // past it new connections get a 503 and are closed
-    std::size_t pipeline = 16;            // requests read ahead of their responses per connection
+    std::size_t pipeline = 16;             // requests read ahead of their responses per connection
 };
 
 /// How the auth header of a backend is built; the secret itself only ever lives in the
@@ -113,7 +113,8 @@ engine::Result<Millis> parse_duration(std::string_view text);
 /// added to `diags` (E100 syntax, E101 wrong type, E102 unknown key with a suggestion, E103
 /// missing key, E105 version, E109 invalid value), all in one run; returns nullopt when there is
 /// an error. Environment variables are not read here.
-std::optional<ServerConfig> parse_config(const std::string& file, std::string_view text,
-                                         engine::Diagnostics& diags);
+std::optional<ServerConfig> parse_config(
+    const std::string& file, std::string_view text, engine::Diagnostics& diags
+);
 
 }  // namespace civicflow::server

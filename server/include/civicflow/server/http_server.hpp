@@ -1,17 +1,17 @@
 /// The HTTP/1.1 listener: accepts connections and routes /v1/messages, /healthz and /readyz.
 #pragma once
 
-#include <civicflow/engine/result.hpp>
-#include <civicflow/server/config.hpp>
-
-#include <boost/asio/any_io_executor.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <civicflow/engine/result.hpp>
+#include <civicflow/server/config.hpp>
 
 namespace civicflow::server {
 
@@ -36,8 +36,12 @@ public:
         bool access_log = false;
     };
 
-    HttpServer(boost::asio::any_io_executor executor, Options options, MessageService& service,
-               Store& store);
+    HttpServer(
+        boost::asio::any_io_executor executor,
+        Options options,
+        MessageService& service,
+        Store& store
+    );
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;

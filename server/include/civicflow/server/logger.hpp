@@ -19,8 +19,12 @@ public:
 
     /// Writes "2024-05-01T10:00:00.123Z level=warn rid=REQUEST_ID event=EVENT FIELDS".
     /// `request_id` may be empty (startup and shutdown lines); `fields` is "k=v k=v" or empty.
-    static void log(LogLevel level, std::string_view request_id, std::string_view event,
-                    std::string_view fields = {});
+    static void log(
+        LogLevel level,
+        std::string_view request_id,
+        std::string_view event,
+        std::string_view fields = {}
+    );
 };
 
 /// A pseudonym for a citizen id, for logs: the first 12 hex digits of HMAC-SHA256 under a key

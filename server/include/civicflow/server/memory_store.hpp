@@ -1,14 +1,14 @@
 /// The in-memory Store: sessions and processed message ids in sharded hash maps with TTLs.
 #pragma once
 
-#include <civicflow/server/store.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+
+#include <civicflow/server/store.hpp>
 
 namespace civicflow::server {
 
@@ -21,31 +21,36 @@ public:
     /// Milliseconds since the epoch; injectable so tests control expiry.
     using Clock = std::function<std::int64_t()>;
 
-    MemoryStore(std::chrono::milliseconds session_ttl, std::chrono::milliseconds message_ttl,
-                Clock clock = {});
+    MemoryStore(
+        std::chrono::milliseconds session_ttl,
+        std::chrono::milliseconds message_ttl,
+        Clock clock = {}
+    );
     ~MemoryStore() override;
     MemoryStore(const MemoryStore&) = delete;
     MemoryStore& operator=(const MemoryStore&) = delete;
 
     boost::asio::awaitable<engine::Result<std::optional<std::string>>> load_session(
-        const std::string& user) override;
-    boost::asio::awaitable<engine::Result<engine::Ok>> save_session(const std::string& user,
-                                                                   std::string session) override;
+        const std::string& user
+    ) override;
+    boost::asio::awaitable<engine::Result<engine::Ok>> save_session(
+        const std::string& user, std::string session
+    ) override;
     boost::asio::awaitable<engine::Result<std::optional<std::string>>> find_response(
-        const std::string& user, const std::string& message_id) override;
+        const std::string& user, const std::string& message_id
+    ) override;
     boost::asio::awaitable<engine::Result<engine::Ok>> remember_response(
-        const std::string& user, const std::string& message_id, std::string response) override;
-    boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(
-        const std::string& user) override;
+        const std::string& user, const std::string& message_id, std::string response
+    ) override;
+    boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(const std::string& user
+    ) override;
     boost::asio::awaitable<engine::Result<engine::Ok>> ping() override;
 
     /// Synchronous cores of the operations above (the coroutines only wrap them).
     std::optional<std::string> get_session(const std::string& user);
     void put_session(const std::string& user, std::string session);
-    std::optional<std::string> get_response(const std::string& user,
-                                            const std::string& message_id);
-    void put_response(const std::string& user, const std::string& message_id,
-                      std::string response);
+    std::optional<std::string> get_response(const std::string& user, const std::string& message_id);
+    void put_response(const std::string& user, const std::string& message_id, std::string response);
     void erase(const std::string& user);
     /// Live (unexpired) sessions, for tests and metrics.
     std::size_t session_count();

@@ -1,14 +1,14 @@
 /// The JSON of the HTTP API: /v1/messages requests and responses, and the one error shape.
 #pragma once
 
-#include <civicflow/engine/result.hpp>
-#include <civicflow/engine/session.hpp>
-#include <civicflow/engine/turn.hpp>
-
 #include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <civicflow/engine/result.hpp>
+#include <civicflow/engine/session.hpp>
+#include <civicflow/engine/turn.hpp>
 
 namespace civicflow::server {
 
@@ -36,14 +36,17 @@ struct MessageRequest {
 engine::Result<MessageRequest> parse_message_request(std::string_view body);
 
 /// The 200 response: {"user", "replies": [...], "session": {flow, state, lang, waiting_for}}.
-std::string encode_message_response(const std::string& user,
-                                    const std::vector<engine::Reply>& replies,
-                                    const engine::Session& session);
+std::string encode_message_response(
+    const std::string& user,
+    const std::vector<engine::Reply>& replies,
+    const engine::Session& session
+);
 
 /// The one error shape of the API:
 ///   {"error": {"code": "...", "message": "..."}, "request_id": "..."}
-std::string encode_error(std::string_view code, std::string_view message,
-                         std::string_view request_id);
+std::string encode_error(
+    std::string_view code, std::string_view message, std::string_view request_id
+);
 
 /// Counts code points of valid UTF-8 (the text limit is in characters, not bytes).
 std::size_t utf8_length(std::string_view text);

@@ -1,18 +1,18 @@
 /// POST /v1/messages end to end: dedupe, per-citizen queue, engine turn, backend calls, store.
 #pragma once
 
-#include <civicflow/engine/flow.hpp>
-#include <civicflow/engine/turn.hpp>
-#include <civicflow/server/citizen_queues.hpp>
-
-#include <boost/asio/awaitable.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <civicflow/engine/flow.hpp>
+#include <civicflow/engine/turn.hpp>
+#include <civicflow/server/citizen_queues.hpp>
 
 namespace civicflow::server {
 
@@ -42,8 +42,12 @@ public:
     /// Milliseconds since the epoch for the engine (sessions' timestamps, idle expiry).
     using Clock = std::function<std::int64_t()>;
 
-    MessageService(std::shared_ptr<const engine::FlowSet> flows, Store& store,
-                   CallPerformer perform_call, Clock clock = {});
+    MessageService(
+        std::shared_ptr<const engine::FlowSet> flows,
+        Store& store,
+        CallPerformer perform_call,
+        Clock clock = {}
+    );
 
     /// Handles one request body; `request_id` tags logs and error bodies. Never throws for
     /// expected conditions (errors are replies); unexpected exceptions propagate to the caller,
@@ -52,6 +56,7 @@ public:
 
     /// Messages accepted and not yet answered (for graceful shutdown).
     std::size_t in_flight() const { return in_flight_.load(); }
+
     const CitizenQueues& queues() const { return queues_; }
 
     /// At most this many backend calls are chained within one message; a flow that keeps

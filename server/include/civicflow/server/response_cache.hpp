@@ -24,6 +24,7 @@ public:
     ResponseCache(std::chrono::milliseconds ttl, std::size_t capacity);
 
     bool enabled() const { return ttl_ms_ > 0 && capacity_ > 0; }
+
     std::optional<Entry> get(const std::string& key, std::int64_t now_ms);
     void put(const std::string& key, Entry entry, std::int64_t now_ms);
     std::size_t size() const;
@@ -33,6 +34,7 @@ private:
         Entry entry;
         std::int64_t expires_at = 0;
     };
+
     mutable std::mutex mutex_;
     std::int64_t ttl_ms_;
     std::size_t capacity_;

@@ -1,12 +1,12 @@
 /// Where the server keeps citizens' sessions and the responses of processed message ids.
 #pragma once
 
-#include <civicflow/engine/result.hpp>
+#include <optional>
+#include <string>
 
 #include <boost/asio/awaitable.hpp>
 
-#include <optional>
-#include <string>
+#include <civicflow/engine/result.hpp>
 
 namespace civicflow::server {
 
@@ -26,21 +26,25 @@ public:
 
     /// The stored session of `user`, or nullopt when there is none (new or expired).
     virtual boost::asio::awaitable<engine::Result<std::optional<std::string>>> load_session(
-        const std::string& user) = 0;
+        const std::string& user
+    ) = 0;
     /// Stores `session` for `user`, restarting its TTL.
     virtual boost::asio::awaitable<engine::Result<engine::Ok>> save_session(
-        const std::string& user, std::string session) = 0;
+        const std::string& user, std::string session
+    ) = 0;
 
     /// The response stored for message `message_id` of `user`, or nullopt.
     virtual boost::asio::awaitable<engine::Result<std::optional<std::string>>> find_response(
-        const std::string& user, const std::string& message_id) = 0;
+        const std::string& user, const std::string& message_id
+    ) = 0;
     /// Remembers `response` as the answer to message `message_id` of `user`.
     virtual boost::asio::awaitable<engine::Result<engine::Ok>> remember_response(
-        const std::string& user, const std::string& message_id, std::string response) = 0;
+        const std::string& user, const std::string& message_id, std::string response
+    ) = 0;
 
     /// Drops everything held about `user`: session and remembered responses.
-    virtual boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(
-        const std::string& user) = 0;
+    virtual boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(const std::string& user
+    ) = 0;
 
     /// Whether the store can serve requests now (for /readyz).
     virtual boost::asio::awaitable<engine::Result<engine::Ok>> ping() = 0;

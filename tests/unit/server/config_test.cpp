@@ -1,0 +1,143 @@
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <civicflow/server/config.hpp>
+
+using namespace civicflow;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string errors_of(const std::string& text) {
+    engine::Diagnostics diags;
+    auto config = server::parse_config("civicflow.yaml", text, diags);
+    CHECK_FALSE(config);
+    engine::SourceCache sources;
+    sources.put("civicflow.yaml", text);
+    diags.sort();
+    return engine::format_text(diags, sources, false);
+}
+
+}  // namespace
+
+TEST_SUITE("server/config") {
+    TEST_CASE("a full config is read with every field") {
+        engine::Diagnostics diags;
+        auto c = server::parse_config(
+            "civicflow.yaml",
+            R"(version: 1
+flows: my-flows
+listen: 0.0.0.0:9000
+threads: 3
+shutdown_timeout: 15s
+log: { level: warn, access: true }
+limits: { body_bytes: 2048, header_bytes: 4096, read_timeout: 5s, idle_timeout: 1m,
+          max_connections: 100, pipeline: 8 }
+store: { type: memory, session_ttl: 7d, message_ttl: 12h }
+backends:
+  status:
+    base_url: https://status.example.gov.in:8443/api/
+    auth: { header: X-Api-Key, env: STATUS_KEY }
+    connect_timeout: 500ms
+    timeout: 2s
+    retries: 2
+    backoff: 50ms
+    circuit_breaker: { failures: 3, pause: 10s }
+    max_response_bytes: 4096
+    cache_ttl: 30s
+)",
+            diags
+        );
+        REQUIRE(c);
+        CHECK(diags.empty());
+        CHECK(c->flows_dir == "my-flows");
+        CHECK(c->listen_host == "0.0.0.0");
+        CHECK(c->listen_port == 9000);
+        CHECK(c->threads == 3);
+        CHECK(c->shutdown_timeout == 15s);
+        CHECK(c->log_level == "warn");
+        CHECK(c->access_log);
+        CHECK(c->limits.body_bytes == 2048);
+        CHECK(c->limits.idle_timeout == 1min);
+        CHECK(c->limits.pipeline == 8);
+        CHECK(c->store.session_ttl == 7 * 24h);
+        REQUIRE(c->backends.size() == 1);
+        const auto& b = c->backends[0];
+        CHECK(b.name == "status");
+        CHECK(b.tls);
+        CHECK(b.host == "status.example.gov.in");
+        CHECK(b.port == "8443");
+        CHECK(b.base_path == "/api");
+        REQUIRE(b.auth);
+        CHECK(b.auth->header == "X-Api-Key");
+        CHECK(b.auth->prefix.empty());
+        CHECK(b.auth->env == "STATUS_KEY");
+        CHECK(b.connect_timeout == 500ms);
+        CHECK(b.retries == 2);
+        CHECK(b.breaker_failures == 3);
+        CHECK(b.breaker_pause == 10s);
+        CHECK(b.max_response_bytes == 4096);
+        CHECK(b.cache_ttl == 30s);
+    }
+
+    TEST_CASE("defaults apply to what the file leaves out") {
+        engine::Diagnostics diags;
+        auto c = server::parse_config("c.yaml", "version: 1\n", diags);
+        REQUIRE(c);
+        CHECK(c->flows_dir == "flows");
+        CHECK(c->listen_port == 8080);
+        CHECK(c->limits.body_bytes == 65536);
+        CHECK(c->limits.max_connections == 10000);
+        CHECK(c->backends.empty());
+    }
+
+    TEST_CASE("every problem is reported in one run with its location") {
+        CHECK(errors_of(R"(version: 2
+limits: { body_bytes: lots, pipelin: 4 }
+backends:
+  status:
+    base_url: ftp://example.org
+    timeout: 3 seconds
+    auth: { header: Authorization }
+)") == R"(civicflow.yaml:1:10: error[E105]: unsupported config version '2'
+    1 | version: 2
+      |          ^
+  hint: the supported version is 1
+civicflow.yaml:2:23: error[E109]: invalid value 'lots' for 'body_bytes'
+    2 | limits: { body_bytes: lots, pipelin: 4 }
+      |                       ^~~~
+  hint: expected an integer from 1024 to 67108864
+civicflow.yaml:2:29: error[E102]: unknown key 'pipelin' in 'limits'
+    2 | limits: { body_bytes: lots, pipelin: 4 }
+      |                             ^~~~~~~
+  hint: did you mean 'pipeline'?
+civicflow.yaml:5:15: error[E109]: invalid base_url 'ftp://example.org' in backend 'status'
+    5 |     base_url: ftp://example.org
+      |               ^~~~~~~~~~~~~~~~~
+  hint: expected http://host[:port][/path] or https://...
+civicflow.yaml:6:14: error[E109]: invalid duration '3 seconds' for 'timeout'
+    6 |     timeout: 3 seconds
+      |              ^~~~~~~~~
+  hint: write an integer and a unit: 250ms, 10s, 30m, 2h, 1d
+civicflow.yaml:7:11: error[E103]: missing key 'env' in 'auth' of backend 'status'
+    7 |     auth: { header: Authorization }
+      |           ^
+  hint: name the environment variable that holds the secret
+)");
+    }
+
+    TEST_CASE("listen addresses and durations are parsed strictly") {
+        auto a = server::parse_listen_address("[::1]:8080");
+        REQUIRE(a);
+        CHECK(a->host == "::1");
+        CHECK(a->port == 8080);
+        CHECK_FALSE(server::parse_listen_address("localhost"));
+        CHECK_FALSE(server::parse_listen_address("127.0.0.1:70000"));
+        CHECK(server::parse_duration("250ms").value() == 250ms);
+        CHECK(server::parse_duration("2h").value() == 2h);
+        CHECK_FALSE(server::parse_duration("1.5s"));
+        CHECK_FALSE(server::parse_duration("s"));
+        CHECK_FALSE(server::parse_duration("10"));
+    }
+}

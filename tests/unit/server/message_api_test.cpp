@@ -1,0 +1,117 @@
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <civicflow/server/message_api.hpp>
+
+using namespace civicflow;
+using server::parse_message_request;
+
+TEST_SUITE("server/message_api") {
+    TEST_CASE("a text message is parsed with its optional fields") {
+        auto r = parse_message_request(
+            R"({"user":"9198","text":"status","message_id":"m-1","lang":"hi","extra":1})"
+        );
+        REQUIRE(r);
+        CHECK(r->user == "9198");
+        CHECK_FALSE(r->is_choice);
+        CHECK(r->text == "status");
+        CHECK(r->message_id == "m-1");
+        CHECK(r->lang == "hi");
+    }
+
+    TEST_CASE("a menu choice is parsed from reply_id") {
+        auto r = parse_message_request(R"({"user":"u","reply_id":"fees"})");
+        REQUIRE(r);
+        CHECK(r->is_choice);
+        CHECK(r->reply_id == "fees");
+        CHECK(r->message_id.empty());
+    }
+
+    TEST_CASE("an empty text is a valid message") {
+        auto r = parse_message_request(R"({"user":"u","text":""})");
+        REQUIRE(r);
+        CHECK(r->text.empty());
+    }
+
+    TEST_CASE("invalid requests are rejected with a code and a message naming the field") {
+        struct Case {
+            std::string body, code, message;
+        };
+
+        const Case cases[] = {
+            {"", "invalid_json", "the body is not valid JSON: The document is empty. at offset 0"},
+            {R"({"user":"u","text":"a"} x)",
+             "invalid_json",
+             "the body is not valid JSON: The document root must not be followed by other "
+             "values. at offset 24"},
+            {"\"text\"", "invalid_json", "the body must be a JSON object"},
+            {R"({"user":null,"text":"a"})", "missing_user", "'user' is required"},
+            {R"({"user":["u"],"text":"a"})", "invalid_field", "'user' must be a string"},
+            {R"({"user":")" + std::string(257, 'u') + R"(","text":"a"})",
+             "invalid_field",
+             "'user' must be at most 256 bytes long"},
+            {R"({"user":"u","reply_id":""})",
+             "invalid_field",
+             "'reply_id' must be 1 to 256 bytes long"},
+            {R"({"user":"u","text":"a","lang":"")",
+             "invalid_json",
+             "the body is not valid JSON: Missing a comma or '}' after an object member. at "
+             "offset 32"},
+            {R"({"user":"u","text":"a","lang":"english-please-ok"})",
+             "invalid_field",
+             "'lang' must be 1 to 16 bytes long"},
+            {R"({"user":"u","text":"\ud800"})", "invalid_utf8", "the body contains invalid UTF-8"},
+        };
+        for (const Case& c : cases) {
+            CAPTURE(c.body);
+            auto r = parse_message_request(c.body);
+            REQUIRE_FALSE(r);
+            CHECK(r.error().code == c.code);
+            CHECK(r.error().message == c.message);
+        }
+    }
+
+    TEST_CASE("the text limit counts characters, not bytes") {
+        std::string hindi;
+        for (int i = 0; i < 4096; ++i)
+            hindi += "\xE0\xA4\x95";  // क
+        CHECK(server::utf8_length(hindi) == 4096);
+        CHECK(parse_message_request(R"({"user":"u","text":")" + hindi + R"("})"));
+        auto over = parse_message_request(R"({"user":"u","text":")" + hindi + "a\"}");
+        REQUIRE_FALSE(over);
+        CHECK(over.error().code == "text_too_long");
+    }
+
+    TEST_CASE("responses list typed replies and the session") {
+        std::vector<engine::Reply> replies(3);
+        replies[0].kind = engine::Reply::Kind::kText;
+        replies[0].text = "Hello \"citizen\"";
+        replies[1].kind = engine::Reply::Kind::kMenu;
+        replies[1].text = "Choose:";
+        replies[1].options = {{"fees", "Fees"}, {"docs", "Documents"}};
+        replies[2].kind = engine::Reply::Kind::kMedia;
+        replies[2].url = "https://example.gov.in/form.pdf";
+        replies[2].caption = "Form";
+        engine::Session s;
+        s.flow = "passport";
+        s.state = "menu";
+        s.lang = "hi";
+        s.waiting = engine::Waiting::kMenu;
+        CHECK(
+            server::encode_message_response("u1", replies, s) ==
+            R"({"user":"u1","replies":[{"type":"text","text":"Hello \"citizen\""},)"
+            R"({"type":"menu","text":"Choose:","options":[{"id":"fees","title":"Fees"},)"
+            R"({"id":"docs","title":"Documents"}]},)"
+            R"({"type":"media","url":"https://example.gov.in/form.pdf","caption":"Form"}],)"
+            R"("session":{"flow":"passport","state":"menu","lang":"hi","waiting_for":"menu"}})"
+        );
+    }
+
+    TEST_CASE("errors have one shape") {
+        CHECK(
+            server::encode_error("not_found", "no such endpoint", "abc") ==
+            R"({"error":{"code":"not_found","message":"no such endpoint"},"request_id":"abc"})"
+        );
+    }
+}

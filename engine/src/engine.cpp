@@ -18,58 +18,22 @@ namespace {
 constexpr std::size_t kMaxHistory = 8;
 constexpr std::size_t kMaxStack = 8;
 
-// Built-in texts used when neither the helpline file nor the step provides one.
-struct BuiltinText {
-    std::string_view key;
-    std::string_view en;
-    std::string_view hi;
-};
-
-constexpr std::array<BuiltinText, 9> kBuiltinValidatorErrors{{
-    {"pattern",
-     "That does not look right. Please try again.",
-     "यह सही नहीं लग रहा है। कृपया फिर से प्रयास करें।"},
-    {"date",
-     "Please send a valid date as DD-MM-YYYY, for example 05-08-2024.",
-     "कृपया सही तारीख DD-MM-YYYY के रूप में भेजें, जैसे 05-08-2024।"},
-    {"integer", "Please send a number in the allowed range.", "कृपया अनुमत सीमा में एक संख्या भेजें।"},
-    {"one_of", "Please send one of the choices offered.", "कृपया दिए गए विकल्पों में से एक भेजें।"},
-    {"mobile",
-     "Please send a 10-digit Indian mobile number.",
-     "कृपया 10 अंकों का भारतीय मोबाइल नंबर भेजें।"},
-    {"pin", "Please send a 6-digit PIN code.", "कृपया 6 अंकों का पिन कोड भेजें।"},
-    {"empty", "Please send an answer.", "कृपया उत्तर भेजें।"},
-    {"media", "Please send text here.", "कृपया यहाँ टेक्स्ट भेजें।"},
-    {"nothing_back", "There is nothing to go back to.", "पीछे जाने के लिए कुछ नहीं है।"},
-}};
-
-LocalizedText builtin_text(std::string_view key) {
-    for (const auto& b : kBuiltinValidatorErrors) {
-        if (b.key == key) {
-            return LocalizedText(
-                {{"en", Template::literal(b.en), {}}, {"hi", Template::literal(b.hi), {}}}
-            );
-        }
-    }
-    return {};
-}
-
 std::string_view validator_key(Validator::Kind kind) {
     switch (kind) {
         case Validator::Kind::kPattern:
-            return "pattern";
+            return "invalid_pattern";
         case Validator::Kind::kDate:
-            return "date";
+            return "invalid_date";
         case Validator::Kind::kInteger:
-            return "integer";
+            return "invalid_integer";
         case Validator::Kind::kOneOf:
-            return "one_of";
+            return "invalid_one_of";
         case Validator::Kind::kMobile:
-            return "mobile";
+            return "invalid_mobile";
         case Validator::Kind::kPin:
-            return "pin";
+            return "invalid_pin";
     }
-    return "pattern";
+    return "invalid_pattern";
 }
 
 Waiting waiting_for(const State& state) {
@@ -158,6 +122,10 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
         }
         words[word_count++] = Word{w, utf8_length(w)};
     }
+    // A title counts only when the message names all of its words, or when the message is one
+    // or two words long: "police clearance certificate" must not pick "Birth certificate" on
+    // "certificate" alone (that message is for routes and FAQ), but "certificate" may.
+    const bool short_message = word_count <= 2;
     int best = -1;
     int best_score = 0;
     bool tie = false;
@@ -165,11 +133,13 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
         int score = 0;
         for (const auto& title : choices[i].titles) {
             int title_score = 0;
+            int title_words = 0;
             for (const auto tw : split_words(title)) {
                 const Word title_word{tw, utf8_length(tw)};
                 if (title_word.length < 3) {
                     continue;  // "of", "a", "में": too common to decide
                 }
+                ++title_words;
                 for (std::size_t k = 0; k < word_count; ++k) {
                     if (word_close(words[k], title_word)) {
                         ++title_score;
@@ -177,7 +147,9 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
                     }
                 }
             }
-            score = std::max(score, title_score);
+            if (title_score > 0 && (short_message || title_score == title_words)) {
+                score = std::max(score, title_score);
+            }
         }
         if (score > best_score) {
             best = static_cast<int>(i);
@@ -707,7 +679,7 @@ void TurnRunner::handle_command(Command command) {
                 go(flow, it->second);
                 return;
             }
-            reply_text(builtin_text("nothing_back"));
+            reply_message("nothing_back");
             if (!restore_position()) {
                 start_entry();
             }
@@ -794,49 +766,47 @@ bool TurnRunner::try_faq(const Flow& flow, std::string_view norm) {
     if (in_.kind != Input::Kind::kText) {
         return false;
     }
-    // The current flow's FAQ first, then every other flow's: a citizen at the main menu who
-    // asks about passport fees is answered directly.
-    const FaqEntry* answered = nullptr;
-    auto answer = [&](const Flow& f) -> bool {
-        if (!f.faq_matcher) {
-            return false;
+    // The current flow's FAQ first; then the best-scoring entry of every other flow, so a
+    // citizen at the main menu who asks about passport fees is answered directly.
+    const Flow* source = nullptr;
+    std::optional<MatchResult> best;
+    if (flow.faq_matcher) {
+        best = flow.faq_matcher->match(in_.text, norm, s().lang);
+        if (best) {
+            source = &flow;
         }
-        const auto match = f.faq_matcher->match(in_.text, norm, s().lang);
-        if (!match) {
-            return false;
-        }
-        answered = &f.faq[static_cast<std::size_t>(match->rule)];
-        for (const auto& [name, value] : match->captures) {
-            s().slots[name] = value;
-        }
-        reply_text(answered->answer);
-        ++s().faq_returns;
-        return true;
-    };
-    if (answer(flow)) {
-        // An entry of this flow may lead on (`goto`); otherwise the citizen stays where they were.
-        if (!answered->target.empty()) {
-            go_target(flow, answered->target);
-            return true;
-        }
-        const State* st = current_state();
-        if (st != nullptr) {
-            prompt(flow, *st);
-        }
-        return true;
     }
-    // Another flow's entry is answered in place: its `goto` belongs to that flow and would move
-    // the citizen out of theirs without a way back.
-    for (const auto& other : fs_.flows) {
-        if (&other != &flow && answer(other)) {
-            const State* st = current_state();
-            if (st != nullptr) {
-                prompt(flow, *st);
+    if (!best) {
+        for (const auto& other : fs_.flows) {
+            if (&other == &flow || !other.faq_matcher) {
+                continue;
             }
-            return true;
+            auto match = other.faq_matcher->match(in_.text, norm, s().lang);
+            if (match && (!best || match->score > best->score)) {
+                best = std::move(match);
+                source = &other;
+            }
         }
     }
-    return false;
+    if (!best) {
+        return false;
+    }
+    const FaqEntry& entry = source->faq[static_cast<std::size_t>(best->rule)];
+    for (const auto& [name, value] : best->captures) {
+        s().slots[name] = value;
+    }
+    reply_text(entry.answer);
+    ++s().faq_returns;
+    // An entry of this flow may lead on (`goto`). Another flow's entry is answered in place: its
+    // `goto` belongs to that flow and would move the citizen out of theirs without a way back.
+    if (source == &flow && !entry.target.empty()) {
+        go_target(flow, entry.target);
+        return true;
+    }
+    if (const State* st = current_state()) {
+        prompt(flow, *st);
+    }
+    return true;
 }
 
 void TurnRunner::not_understood(const Flow& flow, const State& st) {
@@ -944,7 +914,7 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
             go_target(flow, ask.then);
             return;
         }
-        reply_text(builtin_text("media"));
+        reply_message("send_text");
         prompt(flow, st);
         return;
     }
@@ -997,7 +967,7 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
     if (failed != nullptr && !failed->error.empty()) {
         reply_text(failed->error);
     } else {
-        reply_text(builtin_text(failed != nullptr ? validator_key(failed->kind) : "empty"));
+        reply_message(failed != nullptr ? validator_key(failed->kind) : "empty_answer");
     }
     const int attempts = s().attempts;
     prompt(flow, st);

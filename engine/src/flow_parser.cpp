@@ -47,7 +47,7 @@ struct DefaultMessage {
     std::string_view text;
 };
 
-constexpr std::array<DefaultMessage, 17> kDefaultMessages{{
+constexpr std::array<DefaultMessage, 26> kDefaultMessages{{
     {"fallback", "Sorry, I did not understand that."},
     {"help",
      "Send MENU for the main menu, BACK to go back, LANGUAGE to change the language, AGENT to "
@@ -67,6 +67,15 @@ constexpr std::array<DefaultMessage, 17> kDefaultMessages{{
     {"erase_no", "No, keep it"},
     {"erased", "Your data has been deleted."},
     {"erase_cancelled", "Nothing was deleted."},
+    {"nothing_back", "There is nothing to go back to."},
+    {"send_text", "Please send your answer as text here."},
+    {"empty_answer", "Please send an answer."},
+    {"invalid_pattern", "That does not look right. Please try again."},
+    {"invalid_date", "Please send a valid date as DD-MM-YYYY, for example 05-08-2024."},
+    {"invalid_integer", "Please send a number in the allowed range."},
+    {"invalid_one_of", "Please send one of the choices offered."},
+    {"invalid_mobile", "Please send a 10-digit Indian mobile number."},
+    {"invalid_pin", "Please send a 6-digit PIN code."},
 }};
 
 // ---------------------------------------------------------------------------------------------

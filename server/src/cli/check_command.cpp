@@ -1,5 +1,6 @@
 // civicflow check DIR: every problem of a flow directory in one run.
 #include <cstdio>
+#include <string>
 
 #include "cli_util.hpp"
 #include "commands.hpp"
@@ -51,13 +52,17 @@ int run_check(int argc, char** argv) {
     } else if (!result.diagnostics.empty()) {
         std::fputs(engine::format_text(result.diagnostics, result.sources).c_str(), stdout);
     } else {
-        std::size_t states = result.flows ? result.flows->state_count() : 0;
+        const auto plural = [](std::size_t n, const char* one, const char* many) {
+            return std::to_string(n) + " " + (n == 1 ? one : many);
+        };
+        const std::size_t flows = result.flows ? result.flows->flows.size() : 0;
+        const std::size_t states = result.flows ? result.flows->state_count() : 0;
         std::printf(
-            "%s: %zu files, %zu flows, %zu states: no problems\n",
+            "%s: %s, %s, %s: no problems\n",
             dir.c_str(),
-            files->size(),
-            result.flows ? result.flows->flows.size() : 0,
-            states
+            plural(files->size(), "file", "files").c_str(),
+            plural(flows, "flow", "flows").c_str(),
+            plural(states, "state", "states").c_str()
         );
     }
     return result.diagnostics.has_errors() ? 1 : 0;

@@ -493,3 +493,99 @@ TEST_SUITE("engine/engine") {
         CHECK(t.session.flow.empty());
     }
 }
+
+namespace {
+
+const char* const kChoiceMain = R"(version: 1
+flow: main
+title: "Main"
+languages: [en]
+start: menu
+states:
+  menu:
+    say: "Choose:"
+    menu:
+      - { id: birth, title: "Birth certificate", enter: births }
+      - { id: status, title: "Application status", enter: passports }
+  after:
+    say: "Done."
+    goto: menu
+)";
+
+const char* const kBirths = R"(version: 1
+flow: births
+title: "Births"
+languages: [en]
+start: ask
+states:
+  ask:
+    ask: "Child's name?"
+    slot: name
+    then: bye
+  bye:
+    say: "Bye."
+    end: true
+faq:
+  - id: docs
+    match: { keywords: [documents] }
+    answer: "Birth documents: hospital slip."
+)";
+
+const char* const kPassports = R"(version: 1
+flow: passports
+title: "Passports"
+languages: [en]
+start: ask
+states:
+  ask:
+    ask: "File number?"
+    slot: file
+    then: bye
+  bye:
+    say: "Bye."
+    end: true
+faq:
+  - id: renewal_docs
+    match: { keywords: [documents, renewal] }
+    answer: "Renewal documents: old passport."
+)";
+
+std::shared_ptr<const FlowSet> load_choice_set() {
+    LoadResult r = load_flows(
+        {{"main.yaml", kChoiceMain}, {"births.yaml", kBirths}, {"passports.yaml", kPassports}}
+    );
+    if (!r.flows) {
+        FAIL(format_text(r.diagnostics, r.sources));
+    }
+    return r.flows;
+}
+
+}  // namespace
+
+TEST_SUITE("engine/engine") {
+    TEST_CASE("one shared title word picks an option only in a short message") {
+        const auto flows = load_choice_set();
+        const Session at_menu = turn(*flows, Session{}, Input::text_input("hi"), kNow).session;
+        CHECK(
+            turn(*flows, at_menu, Input::text_input("certificate"), kNow).session.flow == "births"
+        );
+        CHECK(
+            turn(*flows, at_menu, Input::text_input("birth certificate please"), kNow)
+                .session.flow == "births"
+        );
+        const Turn t =
+            turn(*flows, at_menu, Input::text_input("police clearance certificate"), kNow);
+        CHECK(t.session.flow == "main");
+        CHECK(t.replies.at(0).text == "Sorry, I did not understand that.");
+    }
+
+    TEST_CASE("a question from another flow gets that flow's best-scoring answer") {
+        const auto flows = load_choice_set();
+        const Session at_menu = turn(*flows, Session{}, Input::text_input("hi"), kNow).session;
+        const Turn t = turn(*flows, at_menu, Input::text_input("renewal documents"), kNow);
+        REQUIRE(t.replies.size() == 2);
+        CHECK(t.replies[0].text == "Renewal documents: old passport.");
+        CHECK(t.replies[1].text == "Choose:");
+        CHECK(t.session.state == "menu");
+    }
+}

@@ -78,11 +78,31 @@ bool word_close(const Word& a, const Word& b) {
     if (a.text == b.text) {
         return true;
     }
-    // One typo is tolerated in words of five letters or more.
-    if (a.length < 5 || b.length < 5) {
+    // One typo is tolerated in words of five letters or more; lengths that differ by two or
+    // more cannot be one edit apart.
+    if (a.length < 5 || b.length < 5 || a.length > b.length + 1 || b.length > a.length + 1) {
         return false;
     }
     return edit_distance(a.text, b.text, 1) <= 1;
+}
+
+// Calls f(word) for each space-separated word of normalized text, without allocating.
+template <typename F>
+void for_each_word(std::string_view text, F&& f) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && text[i] == ' ') {
+            ++i;
+        }
+        std::size_t j = i;
+        while (j < text.size() && text[j] != ' ') {
+            ++j;
+        }
+        if (j > i && !f(text.substr(i, j - i))) {
+            return;
+        }
+        i = j;
+    }
 }
 
 int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
@@ -116,12 +136,13 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
     // is no choice (the message then goes to routes and FAQ).
     std::array<Word, 24> words{};
     std::size_t word_count = 0;
-    for (const auto w : split_words(normalized)) {
+    for_each_word(normalized, [&](std::string_view w) {
         if (word_count == words.size()) {
-            break;  // a long message is not a menu choice by title words
+            return false;  // a long message is not a menu choice by title words
         }
         words[word_count++] = Word{w, utf8_length(w)};
-    }
+        return true;
+    });
     // A title counts only when the message names all of its words, or when the message is one
     // or two words long: "police clearance certificate" must not pick "Birth certificate" on
     // "certificate" alone (that message is for routes and FAQ), but "certificate" may.
@@ -134,19 +155,21 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
         for (const auto& title : choices[i].titles) {
             int title_score = 0;
             int title_words = 0;
-            for (const auto tw : split_words(title)) {
+            for_each_word(title, [&](std::string_view tw) {
                 const Word title_word{tw, utf8_length(tw)};
                 if (title_word.length < 3) {
-                    continue;  // "of", "a", "में": too common to decide
+                    return true;  // "of", "a", "में": too common to decide
                 }
                 ++title_words;
                 for (std::size_t k = 0; k < word_count; ++k) {
                     if (word_close(words[k], title_word)) {
                         ++title_score;
-                        break;
+                        return true;
                     }
                 }
-            }
+                // In a longer message every title word must be there: stop at the first miss.
+                return short_message;
+            });
             if (title_score > 0 && (short_message || title_score == title_words)) {
                 score = std::max(score, title_score);
             }
@@ -194,7 +217,10 @@ private:
     void set_builtins();
     std::array<std::pair<std::string_view, std::string_view>, 3> overlay() const;
 
-    const Flow* current_flow() const { return fs_.find_flow(out_.session.flow); }
+    // The flow and state the session is in, looked up once per change rather than per use.
+    const Flow* current_flow() const { return flow_; }
+
+    void locate();
 
     const State* current_state() const;
     bool restore_position();
@@ -228,6 +254,8 @@ private:
     TurnTrace* trace_;
     Turn out_;
     std::string title_;  // the current flow's title in the session language
+    const Flow* flow_ = nullptr;
+    const State* state_ = nullptr;
     int steps_ = 0;
     bool aborted_ = false;
 };
@@ -301,8 +329,12 @@ std::array<std::pair<std::string_view, std::string_view>, 3> TurnRunner::overlay
 }
 
 const State* TurnRunner::current_state() const {
-    const Flow* flow = current_flow();
-    return flow == nullptr ? nullptr : flow->find_state(out_.session.state);
+    return state_;
+}
+
+void TurnRunner::locate() {
+    flow_ = fs_.find_flow(out_.session.flow);
+    state_ = flow_ == nullptr ? nullptr : flow_->find_state(out_.session.state);
 }
 
 void TurnRunner::reset_conversation(bool keep_lang) {
@@ -315,6 +347,8 @@ void TurnRunner::reset_conversation(bool keep_lang) {
     fresh.call_seq = s().call_seq;
     fresh.flowset_version = fs_.version;
     out_.session = std::move(fresh);
+    flow_ = nullptr;
+    state_ = nullptr;
 }
 
 void TurnRunner::start_entry() {
@@ -379,9 +413,11 @@ void TurnRunner::go(const Flow* flow, int state_index) {
         if (trace_ != nullptr) {
             trace_->entered.emplace_back(flow->name, st.id);
         }
-        const bool flow_changed = s().flow != flow->name;
+        const bool flow_changed = flow_ != flow;
         s().flow = flow->name;
         s().state = st.id;
+        flow_ = flow;
+        state_ = &st;
         if (flow_changed) {
             set_builtins();
         }
@@ -1024,6 +1060,8 @@ void TurnRunner::handle_erase_confirm(std::string_view norm) {
         reply_message("erased");
         const std::string lang = s().lang;
         out_.session = Session{};
+        flow_ = nullptr;
+        state_ = nullptr;
         out_.session.lang = lang;
         out_.session.flowset_version = fs_.version;
         return;
@@ -1048,6 +1086,7 @@ Turn TurnRunner::run() {
                            : fs_.helpline.default_language;
     }
     // A session whose flow or state vanished in a reload starts over.
+    locate();
     if (!session.flow.empty() && current_state() == nullptr) {
         event(
             "R502",

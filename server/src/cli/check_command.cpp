@@ -47,8 +47,11 @@ int run_check(int argc, char** argv) {
     engine::LoadResult result = engine::load_flows(*files);
     result.diagnostics.sort();
     if (format == "json") {
-        std::fputs(engine::format_json(result.diagnostics).c_str(), stdout);
-        std::fputs("\n", stdout);
+        const std::string json = engine::format_json(result.diagnostics);
+        std::fputs(json.c_str(), stdout);
+        if (json.empty() || json.back() != '\n') {
+            std::fputs("\n", stdout);
+        }
     } else if (!result.diagnostics.empty()) {
         std::fputs(engine::format_text(result.diagnostics, result.sources).c_str(), stdout);
     } else {

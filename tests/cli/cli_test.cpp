@@ -1,0 +1,110 @@
+// Runs the civicflow binary the way a flow author does and checks output and exit status.
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+namespace {
+
+struct Run {
+    int status = -1;
+    std::string out;
+};
+
+// Runs `args` (shell words, already quoted) with stdin from `input`; stdout and stderr merged.
+Run run(const std::string& args, const std::string& input = "") {
+    const std::string source = CIVICFLOW_SOURCE_DIR;
+    std::string command = "cd '" + source + "' && ";
+    if (!input.empty()) {
+        command += "printf '" + input + "' | ";
+    }
+    command += std::string("'") + CIVICFLOW_BIN + "' " + args + " 2>&1";
+    Run r;
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::array<char, 4096> buffer{};
+    std::size_t n = 0;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+        r.out.append(buffer.data(), n);
+    }
+    const int raw = pclose(pipe);
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    return r;
+}
+
+}  // namespace
+
+TEST_SUITE("cli") {
+    TEST_CASE("check reports a clean directory and exits 0") {
+        const Run r = run("check flows");
+        CHECK(r.status == 0);
+        CHECK(r.out.rfind("flows: 6 files, 5 flows, ", 0) == 0);
+        CHECK(r.out.find(" states: no problems\n") != std::string::npos);
+    }
+
+    TEST_CASE("check reports every error in GCC format and exits 1") {
+        const Run r = run("check tests/flows/broken/E201-undefined-state");
+        CHECK(r.status == 1);
+        CHECK(r.out.find(": error[E201]: ") != std::string::npos);
+        CHECK(r.out.find("main.yaml: 1 error, 0 warnings\n") != std::string::npos);
+    }
+
+    TEST_CASE("check --format=json prints the same diagnostics as an array") {
+        const Run r = run("check --format=json tests/flows/broken/E102-unknown-key");
+        CHECK(r.status == 1);
+        CHECK(r.out.rfind("[\n  {\"file\": ", 0) == 0);
+        CHECK(r.out.find("\"code\": \"E102\"") != std::string::npos);
+        CHECK(run("check --format=json flows").out == "[]\n");
+    }
+
+    TEST_CASE("usage and I/O errors exit 2") {
+        CHECK(run("check").status == 2);
+        CHECK(run("check no/such/dir").status == 2);
+        CHECK(run("check --format=xml flows").status == 2);
+        CHECK(run("frobnicate").status == 2);
+        CHECK(run("test").status == 2);
+        CHECK(run("graph").status == 2);
+        CHECK(run("graph no/such/file.yaml").status == 2);
+    }
+
+    TEST_CASE("every command has --help") {
+        for (const char* command : {"check", "chat", "test", "graph", "serve"}) {
+            const Run r = run(std::string(command) + " --help");
+            CHECK_MESSAGE(r.status == 0, command);
+            CHECK_MESSAGE(r.out.rfind(std::string("usage: civicflow ") + command, 0) == 0, r.out);
+        }
+    }
+
+    TEST_CASE("test runs the shipped conversations and ends with the passed and failed counts") {
+        const Run r = run("test flows --coverage");
+        CHECK(r.status == 0);
+        CHECK(r.out.find("coverage: ") != std::string::npos);
+        CHECK(r.out.find("(100.0%)") != std::string::npos);
+        const auto last = r.out.rfind('\n', r.out.size() - 2);
+        const std::string tail = r.out.substr(last + 1);
+        CHECK(tail.find(" passed, 0 failed\n") != std::string::npos);
+    }
+
+    TEST_CASE("graph draws a flow as Mermaid or DOT") {
+        const Run mermaid = run("graph flows/status.yaml");
+        CHECK(mermaid.status == 0);
+        CHECK(mermaid.out.rfind("stateDiagram-v2\n", 0) == 0);
+        const Run dot = run("graph --format=dot flows/status.yaml");
+        CHECK(dot.status == 0);
+        CHECK(dot.out.rfind("digraph \"status\" {\n", 0) == 0);
+    }
+
+    TEST_CASE("chat holds a conversation with backend answers from a fixture file") {
+        const Run r =
+            run("chat flows --backend-fixtures examples/chat-fixtures.yaml",
+                "hi\\n3\\nDL1234567890123\\n");
+        CHECK(r.status == 0);
+        CHECK(
+            r.out.find("(calling GET status /applications/DL1234567890123)") != std::string::npos
+        );
+        CHECK(r.out.find("Status: Police verification") != std::string::npos);
+    }
+}

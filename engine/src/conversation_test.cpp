@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <civicflow/engine/conversation_test.hpp>
+#include <civicflow/engine/duration.hpp>
 #include <civicflow/engine/engine.hpp>
 #include <civicflow/engine/mock_backend.hpp>
 #include <civicflow/engine/yaml_document.hpp>
@@ -75,29 +76,6 @@ std::optional<Timestamp> parse_time(std::string_view text) {
     const std::int64_t seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
                                  static_cast<std::int64_t>(offset) * 60;
     return seconds * 1000;
-}
-
-std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
-    if (text.size() < 2) {
-        return std::nullopt;
-    }
-    std::int64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, value);
-    if (ec != std::errc() || ptr != text.data() + text.size() - 1 || value < 0) {
-        return std::nullopt;
-    }
-    switch (text.back()) {
-        case 's':
-            return value * 1000;
-        case 'm':
-            return value * 60 * 1000;
-        case 'h':
-            return value * 3600 * 1000;
-        case 'd':
-            return value * 86400 * 1000;
-        default:
-            return std::nullopt;
-    }
 }
 
 std::string quote(std::string_view text) {

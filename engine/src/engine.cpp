@@ -185,6 +185,13 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
     return tie ? -1 : best;
 }
 
+// The menus the engine shows itself: option ids with the helpline message keys of their titles.
+using SystemOptions = std::span<const std::pair<std::string_view, std::string_view>>;
+constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kResumeOptions{
+    {{"resume", "resume"}, {"restart", "restart"}}};
+constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kEraseOptions{
+    {{"yes", "erase_yes"}, {"no", "erase_no"}}};
+
 class TurnRunner {
 public:
     TurnRunner(
@@ -244,9 +251,10 @@ private:
     void handle_language_choice(std::string_view norm);
     void handle_erase_confirm(std::string_view norm);
     void show_language_menu();
-    int system_choice(
-        const std::vector<std::pair<std::string, std::string_view>>& options, std::string_view norm
-    ) const;
+    std::string message_text(std::string_view key);
+    void reply_system_menu(std::string_view text_key, SystemOptions options);
+    int system_choice(SystemOptions options, std::string_view norm);
+    std::vector<std::pair<std::string, std::string>> language_options() const;
 
     const FlowSet& fs_;
     const Input& in_;
@@ -570,37 +578,52 @@ std::optional<Command> TurnRunner::command_of(std::string_view normalized) const
     return any;
 }
 
-int TurnRunner::system_choice(
-    const std::vector<std::pair<std::string, std::string_view>>& options, std::string_view norm
-) const {
-    if (in_.kind == Input::Kind::kChoice) {
-        for (std::size_t i = 0; i < options.size(); ++i) {
-            if (options[i].first == in_.choice_id) {
+std::string TurnRunner::message_text(std::string_view key) {
+    const LocalizedText* text = message(key);
+    return text != nullptr ? render(*text) : std::string();
+}
+
+void TurnRunner::reply_system_menu(std::string_view text_key, SystemOptions options) {
+    std::vector<MenuItem> items;
+    items.reserve(options.size());
+    for (const auto& [id, key] : options) {
+        items.push_back(MenuItem{std::string(id), message_text(key)});
+    }
+    reply_menu(message_text(text_key), std::move(items));
+}
+
+// Choosing among `choices` (id and normalized titles) by a menu reply id or by text.
+int choose(const Input& in, std::span<const Choice> choices, std::string_view norm) {
+    if (in.kind == Input::Kind::kChoice) {
+        for (std::size_t i = 0; i < choices.size(); ++i) {
+            if (choices[i].id == in.choice_id) {
                 return static_cast<int>(i);
             }
         }
         return -1;
     }
+    return pick_choice(choices, norm);
+}
+
+int TurnRunner::system_choice(SystemOptions options, std::string_view norm) {
     std::vector<std::vector<std::string>> titles(options.size());
     std::vector<Choice> choices;
     choices.reserve(options.size());
     for (std::size_t i = 0; i < options.size(); ++i) {
-        const auto& [id, key] = options[i];
-        if (const LocalizedText* text = message(key)) {
+        // Every language's title counts: a citizen may answer in either script.
+        if (const LocalizedText* text = message(options[i].second)) {
             for (const auto& v : text->variants()) {
-                titles[i].push_back(normalize(v.text.render(out_.session.slots, overlay())));
+                titles[i].push_back(normalize(v.text.render(s().slots, overlay())));
             }
-        } else {
-            // Language options: the key is the label.
-            titles[i].push_back(normalize(key));
         }
-        choices.push_back(Choice{id, titles[i]});
+        choices.push_back(Choice{options[i].first, titles[i]});
     }
-    return pick_choice(choices, norm);
+    return choose(in_, choices, norm);
 }
 
-void TurnRunner::show_language_menu() {
-    std::vector<MenuItem> items;
+// (code, label) of every helpline language; the label defaults to the code.
+std::vector<std::pair<std::string, std::string>> TurnRunner::language_options() const {
+    std::vector<std::pair<std::string, std::string>> out;
     for (const auto& code : fs_.helpline.languages) {
         std::string label = code;
         for (const auto& [c, l] : fs_.helpline.language_labels) {
@@ -608,12 +631,17 @@ void TurnRunner::show_language_menu() {
                 label = l;
             }
         }
+        out.emplace_back(code, std::move(label));
+    }
+    return out;
+}
+
+void TurnRunner::show_language_menu() {
+    std::vector<MenuItem> items;
+    for (auto& [code, label] : language_options()) {
         items.push_back(MenuItem{code, label});
     }
-    const LocalizedText* prompt_text = message("language_prompt");
-    reply_menu(
-        prompt_text ? render(*prompt_text) : std::string("Choose your language:"), std::move(items)
-    );
+    reply_menu(message_text("language_prompt"), std::move(items));
     s().waiting = Waiting::kLanguage;
 }
 
@@ -673,14 +701,7 @@ void TurnRunner::handle_command(Command command) {
             show_language_menu();
             return;
         case Command::kErase: {
-            const LocalizedText* confirm = message("erase_confirm");
-            const LocalizedText* yes = message("erase_yes");
-            const LocalizedText* no = message("erase_no");
-            reply_menu(
-                confirm ? render(*confirm) : std::string(),
-                {MenuItem{"yes", yes ? render(*yes) : std::string("Yes")},
-                 MenuItem{"no", no ? render(*no) : std::string("No")}}
-            );
+            reply_system_menu("erase_confirm", kEraseOptions);
             s().waiting = Waiting::kEraseConfirm;
             return;
         }
@@ -1011,7 +1032,7 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
 }
 
 void TurnRunner::handle_resume(std::string_view norm) {
-    const int picked = system_choice({{"resume", "resume"}, {"restart", "restart"}}, norm);
+    const int picked = system_choice(kResumeOptions, norm);
     if (picked == 0 && restore_position()) {
         return;
     }
@@ -1020,28 +1041,20 @@ void TurnRunner::handle_resume(std::string_view norm) {
         return;
     }
     // Anything else: ask again.
-    const LocalizedText* expired = message("expired");
-    const LocalizedText* resume = message("resume");
-    const LocalizedText* restart = message("restart");
-    reply_menu(
-        expired ? render(*expired) : std::string(),
-        {MenuItem{"resume", resume ? render(*resume) : std::string("Continue")},
-         MenuItem{"restart", restart ? render(*restart) : std::string("Start over")}}
-    );
+    reply_system_menu("expired", kResumeOptions);
 }
 
 void TurnRunner::handle_language_choice(std::string_view norm) {
-    std::vector<std::pair<std::string, std::string_view>> options;
-    for (const auto& code : fs_.helpline.languages) {
-        std::string_view label = code;
-        for (const auto& [c, l] : fs_.helpline.language_labels) {
-            if (c == code) {
-                label = l;
-            }
-        }
-        options.emplace_back(code, label);
+    const auto options = language_options();
+    std::vector<std::vector<std::string>> titles;
+    std::vector<Choice> choices;
+    for (const auto& [code, label] : options) {
+        titles.push_back({normalize(label), normalize(code)});
     }
-    const int picked = system_choice(options, norm);
+    for (std::size_t i = 0; i < options.size(); ++i) {
+        choices.push_back(Choice{options[i].first, titles[i]});
+    }
+    const int picked = choose(in_, choices, norm);
     if (picked < 0) {
         show_language_menu();
         return;
@@ -1054,7 +1067,7 @@ void TurnRunner::handle_language_choice(std::string_view norm) {
 }
 
 void TurnRunner::handle_erase_confirm(std::string_view norm) {
-    const int picked = system_choice({{"yes", "erase_yes"}, {"no", "erase_no"}}, norm);
+    const int picked = system_choice(kEraseOptions, norm);
     if (picked == 0) {
         out_.effects.push_back(Effect{Effect::Kind::kErase, {}, {}});
         reply_message("erased");
@@ -1117,14 +1130,7 @@ Turn TurnRunner::run() {
                 s().waiting == Waiting::kText) &&
                now_ - s().last_active > flow->idle_timeout_ms) {
         // Away too long: offer to resume or start over; this message is not acted on.
-        const LocalizedText* expired = message("expired");
-        const LocalizedText* resume = message("resume");
-        const LocalizedText* restart = message("restart");
-        reply_menu(
-            expired ? render(*expired) : std::string(),
-            {MenuItem{"resume", resume ? render(*resume) : std::string("Continue")},
-             MenuItem{"restart", restart ? render(*restart) : std::string("Start over")}}
-        );
+        reply_system_menu("expired", kResumeOptions);
         s().waiting = Waiting::kResume;
     } else if (command && command != Command::kSkip) {
         handle_command(*command);

@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include <civicflow/engine/duration.hpp>
 #include <civicflow/engine/regex.hpp>
 #include <civicflow/engine/text_normalize.hpp>
 
@@ -746,20 +747,10 @@ std::optional<ParsedFlow> Reader::read_flow(const Node& root) {
     }
     if (const Node* timeout = root.find("idle_timeout")) {
         if (auto text_value = scalar(*timeout, "'idle_timeout' of " + owner)) {
-            std::optional<std::int64_t> ms;
             const std::string& t = *text_value;
-            if (t.size() >= 2) {
-                const auto number = to_integer(std::string_view(t).substr(0, t.size() - 1));
-                const char unit = t.back();
-                const std::int64_t scale = unit == 's'   ? 1000
-                                           : unit == 'm' ? 60'000
-                                           : unit == 'h' ? 3'600'000
-                                           : unit == 'd' ? 86'400'000
-                                                         : 0;
-                if (number && *number > 0 && scale != 0 && *number <= 365LL * 86'400'000 / scale &&
-                    t[0] != '+') {
-                    ms = *number * scale;
-                }
+            std::optional<std::int64_t> ms = parse_duration_ms(t);
+            if (ms && *ms == 0) {
+                ms.reset();  // an idle timeout of zero would expire every conversation at once
             }
             if (ms) {
                 flow.idle_timeout_ms = *ms;

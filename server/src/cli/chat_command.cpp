@@ -5,6 +5,7 @@
 #include <iostream>
 #include <string>
 
+#include <civicflow/engine/duration.hpp>
 #include <civicflow/engine/engine.hpp>
 #include <civicflow/engine/mock_backend.hpp>
 
@@ -69,29 +70,6 @@ void print_turn(const engine::Turn& t) {
         }
     }
     std::fflush(stdout);
-}
-
-std::optional<std::int64_t> duration_ms(const std::string& text) {
-    if (text.size() < 2) {
-        return std::nullopt;
-    }
-    char* end = nullptr;
-    const long long value = std::strtoll(text.c_str(), &end, 10);
-    if (end != text.c_str() + text.size() - 1 || value < 0) {
-        return std::nullopt;
-    }
-    switch (text.back()) {
-        case 's':
-            return value * 1000;
-        case 'm':
-            return value * 60000;
-        case 'h':
-            return value * 3600000;
-        case 'd':
-            return value * 86400000;
-        default:
-            return std::nullopt;
-    }
 }
 
 }  // namespace
@@ -168,7 +146,7 @@ int run_chat(int argc, char** argv) {
             continue;
         }
         if (line.rfind("/advance ", 0) == 0) {
-            if (auto ms = duration_ms(line.substr(9))) {
+            if (auto ms = engine::parse_duration_ms(line.substr(9))) {
                 now += *ms;
                 std::printf("     (clock moved forward)\n");
             } else {

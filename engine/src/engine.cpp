@@ -984,7 +984,14 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
             }
         }
     }
-    std::string answer = in_.kind == Input::Kind::kChoice ? in_.choice_id : in_.text;
+    if (in_.kind == Input::Kind::kChoice) {
+        // A menu button tapped while a question is open (an old message's button) is not an
+        // answer: say so and ask again, without counting it as a wrong answer.
+        reply_message("fallback");
+        prompt(flow, st);
+        return;
+    }
+    std::string answer = in_.text;
     const Date today = date_of(now_, fs_.helpline.utc_offset_minutes);
     const Validator* failed = nullptr;
     std::optional<std::string> value;

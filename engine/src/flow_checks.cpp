@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include <civicflow/engine/engine.hpp>
 #include <civicflow/engine/text_normalize.hpp>
 
 namespace civicflow::engine::detail {
@@ -143,6 +144,7 @@ private:
 
     void compute_can_end();
     void check_cycles();
+    void check_chain_lengths(const std::vector<std::vector<std::size_t>>& edges);
     void check_unreachable();
     void check_slots();
     void check_translations();
@@ -698,6 +700,9 @@ void Checker::check_cycles() {
             }
         }
     }
+    if (components.empty()) {
+        check_chain_lengths(edges);
+    }
     for (auto& component : components) {
         std::sort(component.begin(), component.end());
         const std::size_t first = component.front();
@@ -750,6 +755,62 @@ void Checker::check_cycles() {
             "state " + quote(st.id) +
                 " is in a cycle that never waits for input: " + join(names, " -> "),
             "make one of these states wait for the citizen (menu, ask or match)",
+            static_cast<int>(utf8_length(st.id))
+        );
+    }
+}
+
+void Checker::check_chain_lengths(const std::vector<std::vector<std::size_t>>& edges) {
+    // Without cycles the states entered in one turn form a path of this graph; a path longer
+    // than the engine's step cap would end every turn that takes it with R501. Longest path per
+    // node by an iterative depth-first search, counted in states entered.
+    const std::size_t limit = static_cast<std::size_t>(kMaxStepsPerTurn);
+    std::vector<std::size_t> longest(node_count_, 0);
+    std::vector<std::pair<std::size_t, std::size_t>> call;
+    for (std::size_t root = 0; root < node_count_; ++root) {
+        if (longest[root] != 0) {
+            continue;
+        }
+        call.emplace_back(root, 0);
+        while (!call.empty()) {
+            auto& [v, next] = call.back();
+            if (next < edges[v].size()) {
+                const std::size_t w = edges[v][next++];
+                if (longest[w] == 0) {
+                    call.emplace_back(w, 0);
+                }
+                continue;
+            }
+            std::size_t best = 0;
+            for (const std::size_t w : edges[v]) {
+                best = std::max(best, longest[w]);
+            }
+            longest[v] = best + 1;
+            call.pop_back();
+        }
+    }
+    // One error per flow, at the state that starts its longest such run.
+    for (std::size_t fi = 0; fi < in_.flows.size(); ++fi) {
+        const Flow& flow = in_.flows[fi].flow;
+        std::size_t worst = 0;
+        std::size_t worst_state = 0;
+        for (std::size_t si = 0; si < flow.states.size(); ++si) {
+            if (longest[node(fi, si)] > worst) {
+                worst = longest[node(fi, si)];
+                worst_state = si;
+            }
+        }
+        if (worst <= limit) {
+            continue;
+        }
+        const State& st = flow.states[worst_state];
+        diags_.error(
+            "E206",
+            st.location,
+            "state " + quote(st.id) + " starts a run of " + std::to_string(worst) +
+                " states entered without waiting for input; one turn enters at most " +
+                std::to_string(limit),
+            "let the citizen answer somewhere along the way (menu, ask or match), or join states",
             static_cast<int>(utf8_length(st.id))
         );
     }

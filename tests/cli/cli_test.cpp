@@ -88,6 +88,19 @@ TEST_SUITE("cli") {
         CHECK(tail.find(" passed, 0 failed\n") != std::string::npos);
     }
 
+    TEST_CASE("test reports a failing conversation and exits 1") {
+        const Run r =
+            run("test tests/cli/fixtures/failing.test.yaml --flows tests/flows/validators");
+        CHECK(r.status == 1);
+        CHECK(
+            r.out ==
+            "FAIL tests/cli/fixtures/failing.test.yaml: expects the wrong state\n"
+            "  tests/cli/fixtures/failing.test.yaml:11:16: conversation 'expects the wrong state' "
+            "step 1: expected state \"ask_pin\", got \"menu\"\n"
+            "1 passed, 1 failed\n"
+        );
+    }
+
     TEST_CASE("graph draws a flow as Mermaid or DOT") {
         const Run mermaid = run("graph flows/status.yaml");
         CHECK(mermaid.status == 0);

@@ -12,9 +12,8 @@ using namespace civicflow::engine;
 
 namespace {
 
-std::vector<SourceFile> test_files() {
+std::vector<SourceFile> test_files(const std::filesystem::path& dir) {
     std::vector<SourceFile> out;
-    const std::filesystem::path dir = std::filesystem::path(CIVICFLOW_SOURCE_DIR) / "flows/tests";
     std::vector<std::filesystem::path> paths;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         const std::string name = entry.path().filename().string();
@@ -31,34 +30,48 @@ std::vector<SourceFile> test_files() {
     return out;
 }
 
+// Loads `flows_dir`, runs every test of `tests_dir`, and checks that all pass, that there are at
+// least `min_count` conversations, and that every state is entered.
+void run_and_check(
+    const std::string& flows_dir, const std::string& tests_dir, std::size_t min_count
+) {
+    const auto files = read_flow_dir(flows_dir);
+    REQUIRE(files.has_value());
+    const LoadResult loaded = load_flows(*files);
+    REQUIRE_MESSAGE(loaded.flows, format_text(loaded.diagnostics, loaded.sources));
+    const auto tests = test_files(tests_dir);
+    const ConversationRun run = run_conversation_tests(*loaded.flows, tests);
+    SourceCache sources;
+    for (const auto& f : tests) {
+        sources.put(f.path, f.contents);
+    }
+    CHECK_MESSAGE(run.diagnostics.empty(), format_text(run.diagnostics, sources));
+    for (const auto& r : run.results) {
+        std::string why;
+        for (const auto& f : r.failures) {
+            why += f + "\n";
+        }
+        CHECK_MESSAGE(r.passed, std::string(r.name + "\n" + why));
+    }
+    CHECK(run.results.size() >= min_count);
+    const auto missing = uncovered_states(*loaded.flows, run);
+    std::string list;
+    for (const auto& [flow, state] : missing) {
+        list += flow + "/" + state + "\n";
+    }
+    CHECK_MESSAGE(missing.empty(), std::string("states no test enters:\n" + list));
+}
+
 }  // namespace
 
 TEST_SUITE("flows/conversations") {
     TEST_CASE("every conversation test of the shipped flows passes and every state is entered") {
-        const auto files = read_flow_dir(std::string(CIVICFLOW_SOURCE_DIR) + "/flows");
-        REQUIRE(files.has_value());
-        const LoadResult loaded = load_flows(*files);
-        REQUIRE_MESSAGE(loaded.flows, format_text(loaded.diagnostics, loaded.sources));
-        const auto tests = test_files();
-        const ConversationRun run = run_conversation_tests(*loaded.flows, tests);
-        SourceCache sources;
-        for (const auto& f : tests) {
-            sources.put(f.path, f.contents);
-        }
-        CHECK_MESSAGE(run.diagnostics.empty(), format_text(run.diagnostics, sources));
-        for (const auto& r : run.results) {
-            std::string why;
-            for (const auto& f : r.failures) {
-                why += f + "\n";
-            }
-            CHECK_MESSAGE(r.passed, std::string(r.name + "\n" + why));
-        }
-        CHECK(run.results.size() >= 60);
-        const auto missing = uncovered_states(*loaded.flows, run);
-        std::string list;
-        for (const auto& [flow, state] : missing) {
-            list += flow + "/" + state + "\n";
-        }
-        CHECK_MESSAGE(missing.empty(), std::string("states no test enters:\n" + list));
+        const std::string root = CIVICFLOW_SOURCE_DIR;
+        run_and_check(root + "/flows", root + "/flows/tests", 60);
+    }
+
+    TEST_CASE("every validator fails, gives up and succeeds as its conversation tests say") {
+        const std::string root = CIVICFLOW_SOURCE_DIR;
+        run_and_check(root + "/tests/flows/validators", root + "/tests/flows/validators/tests", 14);
     }
 }

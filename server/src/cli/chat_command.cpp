@@ -127,7 +127,9 @@ int run_chat(int argc, char** argv) {
     )
                                 .count();
     std::printf(
-        "civicflow chat: %zu flows loaded. Type a message, /quit to leave.\n", flows.flows.size()
+        "civicflow chat: %zu %s loaded. Type a message, /quit to leave.\n",
+        flows.flows.size(),
+        flows.flows.size() == 1 ? "flow" : "flows"
     );
     std::string line;
     while (true) {

@@ -327,6 +327,18 @@ TEST_SUITE("engine/engine") {
         CHECK(c.session.slots.at("photo_type") == "image/jpeg");
     }
 
+    TEST_CASE("a stale menu button during a question is not taken as the answer") {
+        Chat c;
+        c.send("hi");
+        c.send("2");
+        c.choose("status");
+        REQUIRE(c.last.replies.size() == 2);
+        CHECK(c.text(0) == "Sorry, I did not understand.");
+        CHECK(c.text(1) == "Date of birth (DD-MM-YYYY)?");
+        CHECK(c.session.slots.count("dob") == 0);
+        CHECK(c.session.attempts == 0);
+    }
+
     TEST_CASE("an FAQ question inside a form is answered and the question asked again") {
         Chat c;
         c.send("hi");

@@ -32,6 +32,8 @@ std::string_view validator_key(Validator::Kind kind) {
             return "invalid_mobile";
         case Validator::Kind::kPin:
             return "invalid_pin";
+        case Validator::Kind::kMedia:
+            return "invalid_media";
     }
     return "invalid_pattern";
 }
@@ -960,7 +962,13 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
     const Ask& ask = *st.ask;
     // Media and locations fill asks that take any answer (a grievance photo, a location).
     if (in_.kind == Input::Kind::kMedia || in_.kind == Input::Kind::kLocation) {
-        if (ask.validators.empty()) {
+        const bool wants_media =
+            std::all_of(ask.validators.begin(), ask.validators.end(), [](const Validator& v) {
+                return v.kind == Validator::Kind::kMedia;
+            });
+        // Media fills asks that take any answer or that ask for media; a location fills asks
+        // that take any answer.
+        if (ask.validators.empty() || (wants_media && in_.kind == Input::Kind::kMedia)) {
             if (in_.kind == Input::Kind::kMedia) {
                 s().slots[ask.slot] = in_.media.id;
                 s().slots[ask.slot + "_type"] = in_.media.mime_type;

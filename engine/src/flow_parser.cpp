@@ -48,7 +48,7 @@ struct DefaultMessage {
     std::string_view text;
 };
 
-constexpr std::array<DefaultMessage, 26> kDefaultMessages{{
+constexpr std::array<DefaultMessage, 27> kDefaultMessages{{
     {"fallback", "Sorry, I did not understand that."},
     {"help",
      "Send MENU for the main menu, BACK to go back, LANGUAGE to change the language, AGENT to "
@@ -77,6 +77,7 @@ constexpr std::array<DefaultMessage, 26> kDefaultMessages{{
     {"invalid_one_of", "Please send one of the choices offered."},
     {"invalid_mobile", "Please send a 10-digit Indian mobile number."},
     {"invalid_pin", "Please send a 6-digit PIN code."},
+    {"invalid_media", "Please send a photo or a document here."},
 }};
 
 // ---------------------------------------------------------------------------------------------
@@ -1278,7 +1279,7 @@ void Reader::read_validators(
         return;
     }
     static const std::vector<std::string> kKinds{
-        "pattern", "date", "integer", "one_of", "mobile", "pin"};
+        "pattern", "date", "integer", "one_of", "mobile", "pin", "media"};
     const std::string what = "validator of " + owner;
     for (const Node* m : maps) {
         if (!expect_map(*m, what)) {
@@ -1412,7 +1413,9 @@ void Reader::read_validators(
                 }
             }
         } else {
-            v.kind = kind == "mobile" ? Validator::Kind::kMobile : Validator::Kind::kPin;
+            v.kind = kind == "mobile" ? Validator::Kind::kMobile
+                     : kind == "pin"  ? Validator::Kind::kPin
+                                      : Validator::Kind::kMedia;
             auto flag = boolean(arg, quote(kind) + " of " + what);
             if (flag && !*flag) {
                 error(

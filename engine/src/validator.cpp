@@ -212,6 +212,8 @@ std::string format_date(const Date& date) {
 std::optional<std::string> Validator::check(std::string_view answer, const Date& today) const {
     const std::string text = ascii_digits(trim(answer));
     switch (kind) {
+        case Kind::kMedia:
+            return std::nullopt;  // typed text is never a photo: media arrives as media input
         case Kind::kPattern:
             if (pattern == nullptr || !pattern->full_match(text)) {
                 return std::nullopt;

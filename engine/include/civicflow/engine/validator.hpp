@@ -40,8 +40,9 @@ std::string format_date(const Date& date);
 ///   validate: { one_of: [male, female, other], error: "..." }
 ///   validate: { mobile: true, error: "..." }    # Indian mobile: 10 digits from 6-9, +91/0 allowed
 ///   validate: { pin: true, error: "..." }       # Indian PIN code: 6 digits, not starting with 0
+///   validate: { media: true, error: "..." }     # a photo, document, audio or video; no text
 struct Validator {
-    enum class Kind { kPattern, kDate, kInteger, kOneOf, kMobile, kPin };
+    enum class Kind { kPattern, kDate, kInteger, kOneOf, kMobile, kPin, kMedia };
     Kind kind = Kind::kPattern;
     std::shared_ptr<const Regex> pattern;  // kPattern: the whole (trimmed) answer must match
     bool not_future = false;               // kDate

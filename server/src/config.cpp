@@ -7,6 +7,7 @@
 
 #include <civicflow/engine/yaml_document.hpp>
 #include <civicflow/server/config.hpp>
+#include <civicflow/server/store.hpp>
 
 namespace civicflow::server {
 namespace {
@@ -201,18 +202,47 @@ void read_limits(Reader& r, const Node& node, Limits& limits) {
 void read_store(Reader& r, const Node& node, StoreConfig& store) {
     if (!r.expect_map(node, "store"))
         return;
-    r.check_keys(node, {"type", "session_ttl", "message_ttl"}, "in 'store'");
+    r.check_keys(
+        node,
+        {"type",
+         "session_ttl",
+         "ended_session_ttl",
+         "message_ttl",
+         "sweep_interval",
+         "durable",
+         "lease_ttl"},
+        "in 'store'"
+    );
     if (const Node* n = node.find("type")) {
         r.read_string(*n, "type", store.type);
-        if (n->is_scalar() && store.type != "memory") {
-            r.invalid(*n, "unknown store type '" + n->scalar + "'", "allowed values: memory");
+        if (n->is_scalar() && !parse_store_spec(n->scalar)) {
+            r.invalid(
+                *n,
+                "unknown store '" + n->scalar + "'",
+                "expected memory, sqlite:PATH or redis://HOST:PORT"
+            );
         }
     }
     if (const Node* n = node.find("session_ttl")) {
         r.read_duration(*n, "session_ttl", store.session_ttl);
     }
+    if (const Node* n = node.find("ended_session_ttl")) {
+        r.read_duration(*n, "ended_session_ttl", store.ended_session_ttl);
+    }
     if (const Node* n = node.find("message_ttl")) {
         r.read_duration(*n, "message_ttl", store.message_ttl);
+    }
+    if (const Node* n = node.find("sweep_interval")) {
+        r.read_duration(*n, "sweep_interval", store.sweep_interval);
+        if (n->is_scalar() && store.sweep_interval.count() < 1000)
+            r.invalid(*n, "'sweep_interval' must be at least 1s");
+    }
+    if (const Node* n = node.find("durable"))
+        r.read_bool(*n, "durable", store.durable);
+    if (const Node* n = node.find("lease_ttl")) {
+        r.read_duration(*n, "lease_ttl", store.lease_ttl);
+        if (n->is_scalar() && store.lease_ttl.count() < 1000)
+            r.invalid(*n, "'lease_ttl' must be at least 1s");
     }
 }
 

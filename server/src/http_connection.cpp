@@ -19,6 +19,9 @@
 #include <civicflow/server/message_service.hpp>
 #include <civicflow/server/store.hpp>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 namespace civicflow::server {
 
 namespace asio = boost::asio;
@@ -55,6 +58,90 @@ HttpResponse json_response(
 std::string_view path_of(std::string_view target) {
     const auto q = target.find('?');
     return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+bool bearer_matches(std::string_view header, std::string_view token) {
+    constexpr std::string_view kPrefix = "Bearer ";
+    if (token.empty() || header.size() < kPrefix.size() ||
+        !beast::iequals(header.substr(0, kPrefix.size()), kPrefix)) {
+        return false;
+    }
+    const std::string_view given = header.substr(kPrefix.size());
+    unsigned char a[EVP_MAX_MD_SIZE];
+    unsigned char b[EVP_MAX_MD_SIZE];
+    unsigned int na = 0;
+    unsigned int nb = 0;
+    if (EVP_Digest(given.data(), given.size(), a, &na, EVP_sha256(), nullptr) != 1 ||
+        EVP_Digest(token.data(), token.size(), b, &nb, EVP_sha256(), nullptr) != 1 || na != nb) {
+        return false;
+    }
+    return CRYPTO_memcmp(a, b, na) == 0;
+}
+
+std::optional<std::string> percent_decode(std::string_view segment) {
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        if (c >= 'a' && c <= 'f')
+            return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+            return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(segment.size());
+    for (std::size_t i = 0; i < segment.size(); ++i) {
+        if (segment[i] != '%') {
+            out.push_back(segment[i]);
+            continue;
+        }
+        if (i + 2 >= segment.size())
+            return std::nullopt;
+        const int hi = hex(segment[i + 1]);
+        const int lo = hex(segment[i + 2]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return out;
+}
+
+namespace {
+
+constexpr std::string_view kCitizensPrefix = "/v1/citizens/";
+
+asio::awaitable<ApiReply> erase_request(
+    ServerContext& ctx, const HttpRequest& req, std::string_view path, const std::string& rid
+) {
+    if (ctx.admin_token.empty()) {
+        co_return ApiReply{
+            403,
+            encode_error(
+                "forbidden", "erasure over HTTP is disabled (no CIVICFLOW_ADMIN_TOKEN)", rid
+            )};
+    }
+    const auto auth = req.find(http::field::authorization);
+    if (auth == req.end() || !bearer_matches(auth->value(), ctx.admin_token)) {
+        Logger::log(LogLevel::kWarn, rid, "admin_unauthorized", "route=citizens");
+        co_return ApiReply{
+            401, encode_error("unauthorized", "a valid admin bearer token is required", rid)};
+    }
+    auto user = percent_decode(path.substr(kCitizensPrefix.size()));
+    if (!user || user->empty() || user->size() > kMaxIdBytes ||
+        user->find('/') != std::string::npos) {
+        co_return ApiReply{
+            400,
+            encode_error(
+                "invalid_field",
+                "the citizen id must be 1 to " + std::to_string(kMaxIdBytes) +
+                    " bytes, percent-encoded",
+                rid
+            )};
+    }
+    co_return co_await ctx.service.erase_citizen(std::move(*user), rid);
 }
 
 }  // namespace
@@ -108,6 +195,13 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
                 reply = co_await ctx.service.handle(std::move(req.body()), rid);
             } else {
                 allow = "POST";
+            }
+        } else if (path.substr(0, kCitizensPrefix.size()) == kCitizensPrefix) {
+            route = "citizens";
+            if (method == http::verb::delete_) {
+                reply = co_await erase_request(ctx, req, path, rid);
+            } else {
+                allow = "DELETE";
             }
         } else if (path == "/healthz") {
             route = "healthz";

@@ -7,6 +7,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -31,16 +33,18 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 
 // State shared by the listener and its connections.
 struct ServerContext {
-    ServerContext(Limits l, bool access, MessageService& s, Store& st)
+    ServerContext(Limits l, bool access, MessageService& s, Store& st, std::string token = {})
         : limits(l)
         , access_log(access)
         , service(s)
-        , store(st) {}
+        , store(st)
+        , admin_token(std::move(token)) {}
 
     Limits limits;
     bool access_log;
     MessageService& service;
     Store& store;
+    std::string admin_token;
     std::atomic<bool> draining{false};
 
     std::uint64_t add(const std::shared_ptr<HttpConnection>& c);
@@ -94,6 +98,13 @@ private:
     bool draining_ = false;
     bool closed_ = false;
 };
+
+// Whether an Authorization header value is "Bearer <token>", compared in constant time (the
+// comparison of two digests does not depend on where, or whether, the strings differ).
+bool bearer_matches(std::string_view header, std::string_view token);
+
+// Decodes %XX escapes of a path segment; nullopt when malformed.
+std::optional<std::string> percent_decode(std::string_view segment);
 
 // Routes one request to its handler and builds the response (never throws).
 boost::asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest request);

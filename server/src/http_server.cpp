@@ -30,8 +30,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         : executor(ex)
         , strand(asio::make_strand(ex))
         , acceptor(strand)
-        , ctx(std::make_shared<ServerContext>(options.limits, options.access_log, service, store)) {
-    }
+        , ctx(std::make_shared<ServerContext>(
+              options.limits, options.access_log, service, store, options.admin_token
+          )) {}
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;

@@ -59,16 +59,26 @@ void log_events(const engine::Turn& turn, std::string_view rid) {
 
 }  // namespace
 
+// What the turns of one message add up to.
+struct MessageService::Outcome {
+    std::vector<engine::Reply> replies;
+    std::optional<Consent> consent;
+    bool erase = false;
+    bool pending_written = false;
+};
+
 MessageService::MessageService(
     std::shared_ptr<const engine::FlowSet> flows,
     Store& store,
     CallPerformer perform_call,
-    Clock clock
+    Clock clock,
+    SessionRetention retention
 )
     : flows_(std::move(flows))
     , store_(store)
     , perform_call_(std::move(perform_call))
-    , clock_(std::move(clock)) {}
+    , clock_(std::move(clock))
+    , retention_(retention) {}
 
 std::int64_t MessageService::now() const {
     if (clock_)
@@ -79,58 +89,62 @@ std::int64_t MessageService::now() const {
         .count();
 }
 
+std::int64_t MessageService::session_ttl(const engine::Session& session) const {
+    if (session.waiting == engine::Waiting::kNothing)
+        return retention_.ended_ms;
+    std::int64_t idle = 30LL * 60 * 1000;
+    if (const engine::Flow* flow = flows_->find_flow(session.flow))
+        idle = flow->idle_timeout_ms;
+    return idle + retention_.idle_grace_ms;
+}
+
 boost::asio::awaitable<ApiReply> MessageService::handle(std::string body, std::string rid) {
     auto parsed = parse_message_request(body);
     if (!parsed)
         co_return error_reply(400, parsed.error(), rid);
-    MessageRequest& req = *parsed;
     InFlight in_flight(in_flight_);
 
     // Everything below runs while holding the citizen's place: a second message of the same
-    // citizen (on any connection) waits here until this one has saved its session.
-    CitizenQueues::Lock lock = co_await queues_.acquire(req.user);
+    // citizen (on any connection) waits here until this one has stored its effects. Across
+    // instances sharing a store, the store's lease does the same.
+    CitizenQueues::Lock lock = co_await queues_.acquire(parsed->user);
+    auto lease = co_await store_.acquire_lease(parsed->user);
+    if (!lease)
+        co_return store_failure(lease.error(), rid);
+    // An exception below skips the release; the lease then expires by itself.
+    ApiReply reply = co_await run_message(*parsed, rid);
+    co_await store_.release_lease(std::move(*lease));
+    co_return reply;
+}
 
-    if (!req.message_id.empty()) {
-        auto seen = co_await store_.find_response(req.user, req.message_id);
-        if (!seen)
-            co_return store_failure(seen.error(), rid);
-        if (seen->has_value()) {
-            Logger::log(
-                LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user)
-            );
-            co_return ApiReply{200, std::move(**seen)};
-        }
-    }
+boost::asio::awaitable<ApiReply> MessageService::erase_citizen(std::string user, std::string rid) {
+    InFlight in_flight(in_flight_);
+    CitizenQueues::Lock lock = co_await queues_.acquire(user);
+    auto lease = co_await store_.acquire_lease(user);
+    if (!lease)
+        co_return store_failure(lease.error(), rid);
+    auto erased = co_await store_.erase_citizen(user);
+    co_await store_.release_lease(std::move(*lease));
+    if (!erased)
+        co_return store_failure(erased.error(), rid);
+    Logger::log(
+        LogLevel::kInfo, rid, "citizen_erased", "citizen=" + citizen_tag(user) + " via=admin"
+    );
+    co_return ApiReply{200, R"({"status":"erased"})"};
+}
 
-    auto stored = co_await store_.load_session(req.user);
-    if (!stored)
-        co_return store_failure(stored.error(), rid);
-    engine::Session session;
-    if (stored->has_value()) {
-        auto decoded = engine::decode_session(**stored);
-        if (decoded) {
-            session = std::move(*decoded);
-        } else {
-            // An undecodable session (older build, corruption) must not lock the citizen out:
-            // start afresh and say so once in the log.
-            Logger::log(
-                LogLevel::kWarn,
-                rid,
-                "session_reset",
-                "citizen=" + citizen_tag(req.user) + " code=" + decoded.error().code
-            );
-        }
-    }
-
-    engine::Input input =
-        req.is_choice ? engine::Input::choice(req.reply_id) : engine::Input::text_input(req.text);
-    input.lang = req.lang;
-    engine::Turn turn = engine::turn(*flows_, session, input, now());
-    log_events(turn, rid);
-    std::vector<engine::Reply> replies = std::move(turn.replies);
-
-    bool erase = false;
+boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
+    engine::Turn& turn,
+    const std::string& user,
+    const std::string& message_id,
+    const std::string& rid,
+    Outcome& out
+) {
     for (int calls = 0;; ++calls) {
+        log_events(turn, rid);
+        for (auto& r : turn.replies)
+            out.replies.push_back(std::move(r));
+        turn.replies.clear();
         const engine::Effect* call_effect = nullptr;
         for (const engine::Effect& effect : turn.effects) {
             switch (effect.kind) {
@@ -138,30 +152,44 @@ boost::asio::awaitable<ApiReply> MessageService::handle(std::string body, std::s
                     call_effect = &effect;
                     break;
                 case engine::Effect::Kind::kErase:
-                    erase = true;
+                    out.erase = true;
                     break;
                 case engine::Effect::Kind::kHandoff:
                     Logger::log(
                         LogLevel::kInfo,
                         rid,
                         "handoff",
-                        "citizen=" + citizen_tag(req.user) + " from=" + effect.reason
+                        "citizen=" + citizen_tag(user) + " from=" + effect.reason
                     );
                     break;
                 case engine::Effect::Kind::kOptOut:
-                    Logger::log(
-                        LogLevel::kInfo, rid, "opt_out", "citizen=" + citizen_tag(req.user)
-                    );
+                    out.consent = Consent{false, now(), "api"};
+                    Logger::log(LogLevel::kInfo, rid, "opt_out", "citizen=" + citizen_tag(user));
                     break;
                 case engine::Effect::Kind::kOptIn:
-                    Logger::log(LogLevel::kInfo, rid, "opt_in", "citizen=" + citizen_tag(req.user));
+                    out.consent = Consent{true, now(), "api"};
+                    Logger::log(LogLevel::kInfo, rid, "opt_in", "citizen=" + citizen_tag(user));
                     break;
             }
         }
         if (call_effect == nullptr)
-            break;
+            co_return engine::Ok{};
         engine::CallResult result;
         if (calls < kMaxCallsPerMessage) {
+            // The waiting session and the call are stored before the call goes out, so that a
+            // crash between here and the result leaves a record to resume or fail, never a
+            // citizen silently stuck or a POST sent twice.
+            TurnWrite pending;
+            pending.user = user;
+            pending.session = engine::encode_session(turn.session);
+            pending.session_ttl_ms = session_ttl(turn.session);
+            pending.pending = PendingCall{message_id, call_effect->call, now()};
+            if (out.consent)
+                pending.consent = out.consent;
+            auto stored = co_await store_.write(std::move(pending));
+            if (!stored)
+                co_return stored.error();
+            out.pending_written = true;
             // Holds this citizen's queue (not a thread) until the backend answers or times out.
             result = co_await perform_call_(call_effect->call, rid);
         } else {
@@ -176,31 +204,115 @@ boost::asio::awaitable<ApiReply> MessageService::handle(std::string body, std::s
         result.call_id = call_effect->call.id;
         engine::Session waiting = std::move(turn.session);
         turn = engine::turn(*flows_, waiting, engine::Input::call_result(std::move(result)), now());
-        log_events(turn, rid);
-        for (auto& r : turn.replies)
-            replies.push_back(std::move(r));
-        if (calls >= kMaxCallsPerMessage)
-            break;
+        if (calls >= kMaxCallsPerMessage) {
+            log_events(turn, rid);
+            for (auto& r : turn.replies)
+                out.replies.push_back(std::move(r));
+            co_return engine::Ok{};
+        }
+    }
+}
+
+boost::asio::awaitable<ApiReply> MessageService::run_message(
+    const MessageRequest& req, std::string rid
+) {
+    auto stored = co_await store_.load(req.user, req.message_id);
+    if (!stored)
+        co_return store_failure(stored.error(), rid);
+    if (stored->response) {
+        Logger::log(LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user));
+        co_return ApiReply{200, std::move(*stored->response)};
+    }
+    engine::Session session;
+    if (stored->session) {
+        auto decoded = engine::decode_session(*stored->session);
+        if (decoded) {
+            session = std::move(*decoded);
+        } else {
+            // An undecodable session (older build, corruption) must not lock the citizen out:
+            // start afresh and say so once in the log.
+            Logger::log(
+                LogLevel::kWarn,
+                rid,
+                "session_reset",
+                "citizen=" + citizen_tag(req.user) + " code=" + decoded.error().code
+            );
+        }
     }
 
-    std::string response = encode_message_response(req.user, replies, turn.session);
-    if (erase) {
+    Outcome out;
+    bool recovered_this_message = false;
+    if (stored->pending) {
+        // A call stored as pending whose turn never finished: the process died mid-call (this
+        // citizen's queue and lease are ours, so nothing else is running it). Resume a GET;
+        // fail anything else, which may have reached the backend and must not be sent twice.
+        const PendingCall& p = *stored->pending;
+        out.pending_written = true;
+        if (session.waiting == engine::Waiting::kCallResult && session.pending_call == p.call.id) {
+            engine::CallResult result;
+            if (p.call.method == "GET") {
+                result = co_await perform_call_(p.call, rid);
+            } else {
+                result.outcome = engine::CallResult::Outcome::kError;
+            }
+            Logger::log(
+                LogLevel::kWarn,
+                rid,
+                "pending_call_recovered",
+                "citizen=" + citizen_tag(req.user) + " backend=" + p.call.backend +
+                    (p.call.method == "GET" ? " action=resumed" : " action=failed")
+            );
+            result.call_id = p.call.id;
+            engine::Turn resumed = engine::turn(
+                *flows_, session, engine::Input::call_result(std::move(result)), now()
+            );
+            auto driven = co_await drive(resumed, req.user, p.message_id, rid, out);
+            if (!driven)
+                co_return store_failure(driven.error(), rid);
+            session = std::move(resumed.session);
+            // A retry of the very message whose call was interrupted is answered by the turn
+            // it started, not run a second time.
+            recovered_this_message = !p.message_id.empty() && p.message_id == req.message_id;
+        }
+    }
+
+    engine::Turn turn;
+    if (recovered_this_message) {
+        turn.session = std::move(session);
+    } else if (!out.erase) {
+        engine::Input input = req.is_choice ? engine::Input::choice(req.reply_id)
+                                            : engine::Input::text_input(req.text);
+        input.lang = req.lang;
+        turn = engine::turn(*flows_, session, input, now());
+        auto driven = co_await drive(turn, req.user, req.message_id, rid, out);
+        if (!driven)
+            co_return store_failure(driven.error(), rid);
+    }
+
+    std::string response = encode_message_response(req.user, out.replies, turn.session);
+    if (out.erase) {
         // Erasure drops everything, including this response: a repeat of this message id is then
         // treated as new, which is the price of holding nothing about the citizen.
         auto erased = co_await store_.erase_citizen(req.user);
         if (!erased)
             co_return store_failure(erased.error(), rid);
-        Logger::log(LogLevel::kInfo, rid, "citizen_erased", "citizen=" + citizen_tag(req.user));
+        Logger::log(
+            LogLevel::kInfo, rid, "citizen_erased", "citizen=" + citizen_tag(req.user) + " via=chat"
+        );
         co_return ApiReply{200, std::move(response)};
     }
-    auto saved = co_await store_.save_session(req.user, engine::encode_session(turn.session));
+    TurnWrite write;
+    write.user = req.user;
+    write.session = engine::encode_session(turn.session);
+    write.session_ttl_ms = session_ttl(turn.session);
+    write.message_id = req.message_id;
+    if (!req.message_id.empty())
+        write.response = response;
+    write.consent = std::move(out.consent);
+    write.clear_pending = out.pending_written;
+    auto saved = co_await store_.write(std::move(write));
     if (!saved)
         co_return store_failure(saved.error(), rid);
-    if (!req.message_id.empty()) {
-        auto remembered = co_await store_.remember_response(req.user, req.message_id, response);
-        if (!remembered)
-            co_return store_failure(remembered.error(), rid);
-    }
     co_return ApiReply{200, std::move(response)};
 }
 

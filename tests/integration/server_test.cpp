@@ -105,7 +105,9 @@ struct Server {
                       "--flows",
                       flows,
                       "--listen",
-                      "127.0.0.1:0"};
+                      "127.0.0.1:0",
+                      "--store",
+                      "sqlite:" + dir + "/civicflow.db"};
               }(),
               {"CIVICFLOW_IT_TOKEN=" + kToken},
               log_path

@@ -1,5 +1,6 @@
 // civicflow serve: load the flows and the config, then run the HTTP server until SIGTERM/SIGINT.
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,8 @@
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/memory_store.hpp>
 #include <civicflow/server/message_service.hpp>
+#include <civicflow/server/redis_store.hpp>
+#include <civicflow/server/sqlite_store.hpp>
 
 #include "commands.hpp"
 
@@ -33,12 +36,15 @@ using server::LogLevel;
 
 constexpr const char* kServeUsage =
     "usage: civicflow serve [--flows DIR] [--config FILE] [--listen HOST:PORT] [--threads N]\n"
+    "                       [--store memory|sqlite:PATH|redis://HOST:PORT]\n"
     "\n"
     "  --flows DIR         flow directory (default: the config's 'flows', else flows/)\n"
     "  --config FILE       server config (YAML): limits, store, backends\n"
     "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; also the environment\n"
     "                      variable CIVICFLOW_LISTEN); port 0 picks a free port\n"
     "  --threads N         I/O threads (default: the number of cores)\n"
+    "  --store STORE       where sessions live (default sqlite:civicflow.db; also the\n"
+    "                      environment variable CIVICFLOW_STORE)\n"
     "\n"
     "Prints 'listening on HOST:PORT' once bound. SIGTERM or SIGINT drains and exits 0.\n";
 
@@ -46,6 +52,7 @@ struct ServeArgs {
     std::string flows;
     std::string config;
     std::string listen;
+    std::string store;
     int threads = -1;
 };
 
@@ -72,6 +79,24 @@ LogLevel parse_level(const std::string& level) {
     if (level == "error")
         return LogLevel::kError;
     return LogLevel::kInfo;
+}
+
+std::string_view store_kind(const server::StoreSpec& spec) {
+    switch (spec.kind) {
+        case server::StoreSpec::Kind::kMemory:
+            return "memory";
+        case server::StoreSpec::Kind::kSqlite:
+            return "sqlite";
+        case server::StoreSpec::Kind::kRedis:
+            return "redis";
+    }
+    return "unknown";
+}
+
+// The admin bearer token of DELETE /v1/citizens/{id}; read once, never logged.
+std::string admin_token() {
+    const char* token = std::getenv("CIVICFLOW_ADMIN_TOKEN");
+    return token == nullptr ? std::string() : std::string(token);
 }
 
 // Warns about backends the flows call but the config does not declare: those calls would take
@@ -123,6 +148,9 @@ int run_serve(int argc, char** argv) {
         } else if (arg == "--listen") {
             if (!value(args.listen))
                 return usage_error("--listen needs HOST:PORT");
+        } else if (arg == "--store") {
+            if (!value(args.store))
+                return usage_error("--store needs memory, sqlite:PATH or redis://HOST:PORT");
         } else if (arg == "--threads") {
             std::string n;
             if (!value(n))
@@ -170,6 +198,14 @@ int run_serve(int argc, char** argv) {
         config.listen_host = addr->host;
         config.listen_port = addr->port;
     }
+    if (const char* env = std::getenv("CIVICFLOW_STORE"); env != nullptr && *env != '\0') {
+        args.store = args.store.empty() ? env : args.store;
+    }
+    if (!args.store.empty())
+        config.store.type = args.store;
+    auto store_spec = server::parse_store_spec(config.store.type);
+    if (!store_spec)
+        return usage_error(store_spec.error().message);
     if (!args.flows.empty())
         config.flows_dir = args.flows;
     if (args.threads > 0)
@@ -195,7 +231,49 @@ int run_serve(int argc, char** argv) {
     // Declared first, destroyed last: every socket, timer and pending handler below belongs to
     // this io_context and must go before it.
     asio::io_context ioc(config.threads);
-    server::MemoryStore store(config.store.session_ttl, config.store.message_ttl);
+    std::unique_ptr<server::Store> store_holder;
+    switch (store_spec->kind) {
+        case server::StoreSpec::Kind::kMemory:
+            store_holder = std::make_unique<server::MemoryStore>(config.store.message_ttl);
+            break;
+        case server::StoreSpec::Kind::kSqlite: {
+            server::SqliteStore::Options options;
+            options.path = store_spec->path;
+            options.message_ttl = config.store.message_ttl;
+            options.sweep_interval = config.store.sweep_interval;
+            options.durable = config.store.durable;
+            auto opened = server::SqliteStore::open(std::move(options));
+            if (!opened) {
+                std::fprintf(stderr, "civicflow serve: %s\n", opened.error().message.c_str());
+                return 2;
+            }
+            store_holder = std::move(*opened);
+            break;
+        }
+        case server::StoreSpec::Kind::kRedis: {
+            server::RedisStore::Options options;
+            options.host = store_spec->host;
+            options.port = store_spec->port;
+            options.message_ttl = config.store.message_ttl;
+            options.lease_ttl = config.store.lease_ttl;
+            auto redis = server::RedisStore::create(ioc.get_executor(), std::move(options));
+            // Give the first connection a few seconds before listening, so a healthy start
+            // does not answer its first requests with 503. Past that, serve anyway: requests
+            // get 503 and /readyz says not ready until Redis answers.
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+            while (!redis->connected() && std::chrono::steady_clock::now() < deadline) {
+                ioc.run_one_for(std::chrono::milliseconds(20));
+                if (ioc.stopped())
+                    ioc.restart();
+            }
+            if (!redis->connected()) {
+                Logger::log(LogLevel::kWarn, {}, "store_unreachable", "store=redis");
+            }
+            store_holder = std::move(redis);
+            break;
+        }
+    }
+    server::Store& store = *store_holder;
     auto client = server::BackendClient::create(
         ioc.get_executor(), config.backends, [](const char* name) { return std::getenv(name); }
     );
@@ -210,11 +288,14 @@ int run_serve(int argc, char** argv) {
         store,
         [&backends](engine::BackendCall call, std::string rid) {
             return backends.call(std::move(call), std::move(rid));
-        }
+        },
+        {},
+        server::SessionRetention{
+            config.store.session_ttl.count(), config.store.ended_session_ttl.count()}
     );
     server::HttpServer http(
         ioc.get_executor(),
-        server::HttpServer::Options{config.limits, config.access_log},
+        server::HttpServer::Options{config.limits, config.access_log, admin_token()},
         service,
         store
     );
@@ -260,6 +341,7 @@ int run_serve(int argc, char** argv) {
         {},
         "started",
         "port=" + std::to_string(*port) + " threads=" + std::to_string(config.threads) +
+            " store=" + std::string(store_kind(*store_spec)) +
             " flows=" + std::to_string(loaded.flows->flows.size())
     );
 

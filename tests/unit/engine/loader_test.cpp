@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -504,33 +503,19 @@ states:
             text += "faq:\n  - { id: hours, match: { keywords: [hours] }, answer: \"9-5\" }\n";
             files.push_back({"d/" + name + ".yaml", text});
         }
-        const auto start = std::chrono::steady_clock::now();
+        // Load time is measured by bench/engine (engine_bench), never asserted here.
         const auto r = load(files);
-        const auto elapsed = std::chrono::steady_clock::now() - start;
         CHECK(report(r) == "");
         CHECK(r.flows->state_count() == 200 * 17);
-        MESSAGE(
-            "200 files loaded in "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms"
-        );
-        // Optimized builds must stay well under a second; unoptimized ones get slack, and
-        // sanitized ones (several times slower by design) are not timed.
-#if defined(NDEBUG)
-        CHECK(elapsed < std::chrono::milliseconds(1000));
-#elif !defined(__SANITIZE_ADDRESS__)
-        CHECK(elapsed < std::chrono::milliseconds(3000));
-#endif
     }
 
-    TEST_CASE("thousands of broken references are all reported, quickly") {
+    TEST_CASE("thousands of broken references are all reported") {
         std::string text = "version: 1\nflow: main\ntitle: T\nstart: s0\nstates:\n";
         for (int i = 0; i < 20000; ++i) {
             text += "  s" + std::to_string(i) + ": { goto: t" + std::to_string(i) + " }\n";
         }
-        const auto start = std::chrono::steady_clock::now();
         const auto r = load({{"d/main.yaml", text}});
         CHECK(r.diagnostics.error_count() == 20000);
         CHECK(r.diagnostics.items().front().hint == "did you mean 's0'?");
-        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
     }
 }

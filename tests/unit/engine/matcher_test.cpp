@@ -1,4 +1,3 @@
-#include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
@@ -363,10 +362,8 @@ TEST_SUITE("engine/matcher") {
         CHECK(wrong_b == 0);
     }
 
-    TEST_CASE("a match among a thousand rules is fast") {
-        // Not a benchmark (bench/ has those): a guard against a per-message compile of the
-        // patterns or a scan of every rule, which cost milliseconds. Release builds take about
-        // 1 us here, ASan builds about 50 us; the bound leaves room for TSan and a busy machine.
+    TEST_CASE("a match among a thousand rules finds the one rule with a typo") {
+        // How fast is measured by bench/engine (engine_bench), never asserted here.
         std::vector<MatchRule> rules;
         for (int i = 0; i < 1000; ++i) {
             const std::string n = std::to_string(i);
@@ -381,16 +378,6 @@ TEST_SUITE("engine/matcher") {
         const std::string text = "Hello, I have a question about topc512 please";
         const std::string norm = normalize(text);
         REQUIRE(m.matcher->match(text, norm, "en")->rule == 512);
-        constexpr int kRuns = 2000;
-        const auto start = std::chrono::steady_clock::now();
-        int found = 0;
-        for (int i = 0; i < kRuns; ++i) {
-            found += m.matcher->match(text, norm, "en")->rule == 512 ? 1 : 0;
-        }
-        const auto elapsed = std::chrono::steady_clock::now() - start;
-        CHECK(found == kRuns);
-        const double micros = std::chrono::duration<double, std::micro>(elapsed).count() / kRuns;
-        MESSAGE("match among 1000 rules: " << micros << " us");
-        CHECK(micros < 1000.0);
+        CHECK(m.matcher->match("form 40", normalize("form 40"), "en")->rule == 40);
     }
 }

@@ -40,16 +40,22 @@ states:
     goto: ask
 )";
 
+// Thrown by the fake backend to stand for the process dying while a call is out.
+struct Crash {};
+
 struct Fixture {
-    Fixture()
-        : store(1h, 1h, [this] { return now; }) {
-        auto loaded = engine::load_flows({{"main.yaml", kFlow}});
+    explicit Fixture(const char* flow = kFlow)
+        : store(1h, [this] { return now; }) {
+        auto loaded = engine::load_flows({{"main.yaml", flow}});
         REQUIRE_MESSAGE(loaded.flows, engine::format_text(loaded.diagnostics, loaded.sources));
         service = std::make_unique<server::MessageService>(
             loaded.flows,
             store,
             [this](engine::BackendCall call, std::string) -> asio::awaitable<engine::CallResult> {
                 calls.push_back(call.method + " " + call.backend + " " + call.path);
+                pending_seen.push_back(store.get("u", {}).pending.has_value());
+                if (crash)
+                    throw Crash{};
                 engine::CallResult r = result;
                 r.call_id = call.id;
                 co_return r;
@@ -73,7 +79,15 @@ struct Fixture {
     std::unique_ptr<server::MessageService> service;
     engine::CallResult result;
     std::vector<std::string> calls;
+    std::vector<bool> pending_seen;  // whether the call was stored as pending when it went out
+    bool crash = false;
 };
+
+std::string with_post(const char* flow) {
+    std::string text = flow;
+    text.replace(text.find("method: GET"), 11, "method: POST");
+    return text;
+}
 
 }  // namespace
 
@@ -129,14 +143,117 @@ TEST_SUITE("server/message_service") {
                         R"("request_id":"rid-1"})"
         );
         CHECK(f.store.session_count() == 0);
-        CHECK_FALSE(f.store.get_response("u", "m1"));
+        CHECK_FALSE(f.store.get("u", "m1").response);
     }
 
     TEST_CASE("an undecodable stored session starts the conversation afresh") {
         Fixture f;
-        f.store.put_session("u", "{not a session");
+        f.store.put_session("u", "{not a session", 3'600'000);
         auto reply = f.send(R"({"user":"u","text":"hello"})");
         CHECK(reply.status == 200);
         CHECK(reply.body.find(R"("text":"Reference?")") != std::string::npos);
+    }
+
+    TEST_CASE("a backend call is stored as pending while it is out and cleared after") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        f.send(R"({"user":"u","text":"X"})");
+        CHECK(f.pending_seen == std::vector<bool>{true});
+        CHECK_FALSE(f.store.get("u", {}).pending);
+    }
+
+    TEST_CASE("a pending get interrupted by a crash is resumed by the retry of its message") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        f.crash = true;
+        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X","message_id":"m1"})"), Crash);
+        REQUIRE(f.store.get("u", {}).pending);
+        CHECK(f.store.get("u", {}).pending->message_id == "m1");
+        f.crash = false;
+        auto retry = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
+        CHECK(f.calls.size() == 2);
+        CHECK(
+            retry.body ==
+            R"({"user":"u","replies":[{"type":"text","text":"Stage: Printed"},)"
+            R"({"type":"text","text":"Reference?"}],)"
+            R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
+        );
+        CHECK_FALSE(f.store.get("u", {}).pending);
+        // The recovered turn is now the stored answer of m1.
+        CHECK(f.send(R"({"user":"u","text":"X","message_id":"m1"})").body == retry.body);
+        CHECK(f.calls.size() == 2);
+    }
+
+    TEST_CASE("a pending post interrupted by a crash is failed, never sent twice") {
+        const std::string flow = with_post(kFlow);
+        Fixture f(flow.c_str());
+        f.send(R"({"user":"u","text":"hello"})");
+        f.crash = true;
+        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X"})"), Crash);
+        f.crash = false;
+        auto next = f.send(R"({"user":"u","text":"Y"})");
+        CHECK(
+            f.calls ==
+            std::vector<std::string>{"POST status /applications/X", "POST status /applications/Y"}
+        );
+        // The interrupted call took the error branch first, then the new message ran.
+        CHECK(
+            next.body ==
+            R"({"user":"u","replies":[{"type":"text","text":"Service down."},)"
+            R"({"type":"text","text":"Reference?"},{"type":"text","text":"Stage: Printed"},)"
+            R"({"type":"text","text":"Reference?"}],)"
+            R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
+        );
+    }
+
+    TEST_CASE("opting out and in records the citizen's consent with its time and channel") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        CHECK_FALSE(f.store.get_consent("u"));
+        f.send(R"({"user":"u","text":"stop"})");
+        CHECK(f.store.get_consent("u") == server::Consent{false, f.now, "api"});
+        f.now += 5000;
+        f.send(R"({"user":"u","text":"start"})");
+        CHECK(f.store.get_consent("u") == server::Consent{true, f.now, "api"});
+    }
+
+    TEST_CASE("the erase command confirmed in chat erases everything about the citizen") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"stop"})");
+        f.send(R"({"user":"u","text":"start","message_id":"m1"})");
+        f.send(R"({"user":"v","text":"hello"})");
+        auto confirm = f.send(R"({"user":"u","text":"delete my data"})");
+        CHECK(confirm.body.find(R"("waiting_for":"erase_confirm")") != std::string::npos);
+        CHECK(f.store.citizen_count() == 2);
+        auto done = f.send(R"({"user":"u","reply_id":"yes","message_id":"m2"})");
+        CHECK(done.body.find("Your data has been deleted.") != std::string::npos);
+        CHECK(f.store.citizen_count() == 1);
+        CHECK_FALSE(f.store.get("u", "m1").response);
+        CHECK_FALSE(f.store.get_consent("u"));
+        CHECK(f.store.get_session("v"));
+    }
+
+    TEST_CASE("the admin erasure removes the citizen and leaves others alone") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello","message_id":"m1"})");
+        f.send(R"({"user":"v","text":"hello"})");
+        asio::io_context ioc;
+        auto done = asio::co_spawn(ioc, f.service->erase_citizen("u", "rid-2"), asio::use_future);
+        ioc.run();
+        auto reply = done.get();
+        CHECK(reply.status == 200);
+        CHECK(reply.body == R"({"status":"erased"})");
+        CHECK(f.store.citizen_count() == 1);
+        CHECK(f.store.get_session("v"));
+    }
+
+    TEST_CASE("a waiting session is kept for the flow's idle timeout plus the grace period") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        // Defaults: idle_timeout 30m (the flow sets none) + 7 days of grace.
+        f.now += 30LL * 60 * 1000 + 7LL * 24 * 3600 * 1000 - 1;
+        CHECK(f.store.get_session("u"));
+        f.now += 1;
+        CHECK_FALSE(f.store.get_session("u"));
     }
 }

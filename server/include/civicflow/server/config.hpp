@@ -69,12 +69,23 @@ struct BackendConfig {
     std::size_t max_idle_connections = 32;
 };
 
-/// Where sessions and processed message ids live.
-///   store: { type: memory, session_ttl: 30d, message_ttl: 24h }
+/// Where sessions, processed message ids, consent and pending calls live, and for how long.
+///   store:
+///     type: sqlite:civicflow.db   # memory | sqlite:PATH | redis://HOST:PORT
+///     session_ttl: 7d             # kept this long after the flow's idle_timeout has passed
+///     ended_session_ttl: 1d       # a finished conversation, after its last message
+///     message_ttl: 8d             # processed message ids and their responses
+///     sweep_interval: 1m          # sqlite: how often expired rows are deleted
+///     durable: true               # sqlite: fsync every commit (synchronous=FULL)
+///     lease_ttl: 30s              # redis: a crashed instance's per-citizen lease expires
 struct StoreConfig {
-    std::string type = "memory";
-    Millis session_ttl{30LL * 24 * 3600 * 1000};
-    Millis message_ttl{24LL * 3600 * 1000};
+    std::string type = "sqlite:civicflow.db";
+    Millis session_ttl{7LL * 24 * 3600 * 1000};
+    Millis ended_session_ttl{24LL * 3600 * 1000};
+    Millis message_ttl{8LL * 24 * 3600 * 1000};
+    Millis sweep_interval{60'000};
+    bool durable = true;
+    Millis lease_ttl{30'000};
 };
 
 /// Everything `civicflow serve` runs with. Defaults apply to whatever the file leaves out.

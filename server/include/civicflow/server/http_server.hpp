@@ -1,4 +1,5 @@
-/// The HTTP/1.1 listener: accepts connections and routes /v1/messages, /healthz and /readyz.
+/// The HTTP/1.1 listener: accepts connections and routes /v1/messages, /v1/citizens/{id},
+/// /healthz and /readyz.
 #pragma once
 
 #include <chrono>
@@ -34,6 +35,9 @@ public:
     struct Options {
         Limits limits;
         bool access_log = false;
+        /// Bearer token of DELETE /v1/citizens/{id} (from CIVICFLOW_ADMIN_TOKEN); empty: the
+        /// endpoint answers 403. Compared in constant time.
+        std::string admin_token;
     };
 
     HttpServer(

@@ -13,10 +13,11 @@
 #include <civicflow/engine/flow.hpp>
 #include <civicflow/engine/turn.hpp>
 #include <civicflow/server/citizen_queues.hpp>
+#include <civicflow/server/store.hpp>
 
 namespace civicflow::server {
 
-class Store;
+struct MessageRequest;
 
 /// Performs one backend call for the service. BackendClient::call in production; tests inject
 /// their own. Must never throw and must complete within the backend's timeout.
@@ -29,6 +30,14 @@ struct ApiReply {
     std::string body;
 };
 
+/// How long sessions are kept. A session waiting for the citizen is kept for its flow's
+/// `idle_timeout` (after which the engine offers to resume) plus `idle_grace`; a session with
+/// nothing pending (the conversation ended) for `ended` after its last message.
+struct SessionRetention {
+    std::int64_t idle_grace_ms = 7LL * 24 * 3600 * 1000;
+    std::int64_t ended_ms = 24LL * 3600 * 1000;
+};
+
 /// Handles message bodies. Thread-safe; one instance serves every connection.
 ///
 /// For each valid message: waits for the citizen's turn (messages of one citizen run one at a
@@ -37,6 +46,14 @@ struct ApiReply {
 /// only that citizen's queue) and resumes the turn with each result, saves the session,
 /// remembers the response under the message id, and returns the replies of all the turns.
 /// A request rejected with 4xx changes nothing. Store failures are 503 and change nothing.
+///
+/// Durability: the session, the response under the message id and any consent change are
+/// written in one store write, and the reply is returned only once that write is durable.
+/// Before a backend call the waiting session and the call are stored; a call found pending
+/// when a citizen's next message arrives (the process died, or another instance did) is
+/// resumed when it is a GET and failed (the flow's error branch) otherwise, and its replies
+/// come first. Opt-out and opt-in are recorded as the citizen's consent (channel "api").
+/// An erase effect erases everything stored about the citizen.
 class MessageService {
 public:
     /// Milliseconds since the epoch for the engine (sessions' timestamps, idle expiry).
@@ -46,13 +63,18 @@ public:
         std::shared_ptr<const engine::FlowSet> flows,
         Store& store,
         CallPerformer perform_call,
-        Clock clock = {}
+        Clock clock = {},
+        SessionRetention retention = {}
     );
 
     /// Handles one request body; `request_id` tags logs and error bodies. Never throws for
     /// expected conditions (errors are replies); unexpected exceptions propagate to the caller,
     /// which turns them into a 500.
     boost::asio::awaitable<ApiReply> handle(std::string body, std::string request_id);
+
+    /// Erases everything stored about `user` (DELETE /v1/citizens/{id}), waiting for any
+    /// message of that citizen in progress. 200 {"status":"erased"}, or 503 on a store failure.
+    boost::asio::awaitable<ApiReply> erase_citizen(std::string user, std::string request_id);
 
     /// Messages accepted and not yet answered (for graceful shutdown).
     std::size_t in_flight() const { return in_flight_.load(); }
@@ -64,12 +86,25 @@ public:
     static constexpr int kMaxCallsPerMessage = 4;
 
 private:
+    struct Outcome;
     std::int64_t now() const;
+    std::int64_t session_ttl(const engine::Session& session) const;
+    boost::asio::awaitable<ApiReply> run_message(const MessageRequest& req, std::string rid);
+    // Performs the backend calls of `turn` (storing each as pending first) and resumes the
+    // turn with their results; collects replies and effects into `out`.
+    boost::asio::awaitable<engine::Result<engine::Ok>> drive(
+        engine::Turn& turn,
+        const std::string& user,
+        const std::string& message_id,
+        const std::string& rid,
+        Outcome& out
+    );
 
     std::shared_ptr<const engine::FlowSet> flows_;
     Store& store_;
     CallPerformer perform_call_;
     Clock clock_;
+    SessionRetention retention_;
     CitizenQueues queues_;
     std::atomic<std::size_t> in_flight_{0};
 };

@@ -1,0 +1,79 @@
+/// The SQLite Store: one file in WAL mode, written by a dedicated thread with group commit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <civicflow/server/store.hpp>
+
+namespace civicflow::server {
+
+/// The embedded default store of `civicflow serve`. One SQLite connection owned by one writer
+/// thread, fed by a queue: I/O threads never touch the database. The writer takes everything
+/// queued (up to `max_batch` operations), runs the writes in one transaction (each in its own
+/// savepoint, so one failing write does not undo the others) and commits once; with
+/// `synchronous=FULL` the commit is one fsync of the WAL, shared by the whole batch (group
+/// commit). A write's completion is posted to its caller's executor only after that commit, so
+/// an acknowledged message is on disk. Reads complete as soon as they have run.
+///
+/// Erasure deletes the citizen's rows with `secure_delete` on (freed space is zeroed) and then
+/// checkpoints and truncates the WAL, so no old page image with the citizen's data is left in
+/// either file. Expired sessions, message ids and stale pending calls are swept every
+/// `sweep_interval`, a bounded number of rows at a time. The schema has a version table and
+/// numbered migrations applied at open. Thread-safe.
+class SqliteStore final : public Store {
+public:
+    using Clock = std::function<std::int64_t()>;
+
+    struct Options {
+        std::string path;
+        std::chrono::milliseconds message_ttl{8LL * 24 * 3600 * 1000};
+        std::chrono::milliseconds sweep_interval{60'000};
+        bool durable =
+            true;  // synchronous=FULL (else NORMAL: a power cut may lose the last commits)
+        std::size_t max_batch = 4096;
+    };
+
+    /// Opens (creating if needed) and migrates the database, then starts the writer thread.
+    /// Blocking: call at startup. Error code "store" with SQLite's reason.
+    static engine::Result<std::unique_ptr<SqliteStore>> open(Options options, Clock clock = {});
+
+    ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    boost::asio::awaitable<engine::Result<CitizenState>> load(
+        const std::string& user, const std::string& message_id
+    ) override;
+    boost::asio::awaitable<engine::Result<engine::Ok>> write(TurnWrite write) override;
+    boost::asio::awaitable<engine::Result<std::optional<Consent>>> load_consent(
+        const std::string& user
+    ) override;
+    boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(const std::string& user
+    ) override;
+    boost::asio::awaitable<engine::Result<engine::Ok>> ping() override;
+
+    /// Runs a sweep of expired rows now (tests); returns the rows deleted.
+    boost::asio::awaitable<engine::Result<std::int64_t>> sweep();
+    /// Checkpoints and truncates the WAL now (tests, backups).
+    boost::asio::awaitable<engine::Result<engine::Ok>> checkpoint();
+
+    /// Committed transactions and the write operations they carried (group commit: with many
+    /// writers at once, commits < writes).
+    std::uint64_t commits() const;
+    std::uint64_t writes() const;
+
+    /// The schema version this build writes.
+    static constexpr int kSchemaVersion = 1;
+
+    struct Impl;
+
+private:
+    explicit SqliteStore(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace civicflow::server

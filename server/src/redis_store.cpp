@@ -1,0 +1,511 @@
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/redis_store.hpp>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+namespace civicflow::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Our copy of a hiredis reply (hiredis frees its own when the callback returns).
+struct Reply {
+    int type = REDIS_REPLY_NIL;
+    std::string str;
+    long long integer = 0;
+    std::vector<Reply> elements;
+
+    static Reply from(const redisReply* r) {
+        Reply out;
+        out.type = r->type;
+        out.integer = r->integer;
+        if (r->str != nullptr)
+            out.str.assign(r->str, r->len);
+        for (std::size_t i = 0; i < r->elements; ++i)
+            out.elements.push_back(from(r->element[i]));
+        return out;
+    }
+
+    bool nil() const { return type == REDIS_REPLY_NIL; }
+};
+
+const engine::Error kUnavailable{"store", "redis is unreachable"};
+
+// One turn's effects, atomically (see the key list in redis_store.hpp).
+constexpr const char* kWriteScript = R"(
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8]) end
+if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
+if ARGV[10] ~= '' then redis.call('SET', KEYS[5], ARGV[10], 'PX', ARGV[7]) end
+return 1
+)";
+
+// Everything about one citizen, message responses included (found through the id set).
+constexpr const char* kEraseScript = R"(
+local ids = redis.call('SMEMBERS', KEYS[2])
+for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 1
+)";
+
+// Deletes the lease only when it is still ours (it may have expired and been taken).
+constexpr const char* kReleaseScript = R"(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)";
+
+std::string key(const char* kind, const std::string& user) {
+    return std::string("cf:") + kind + ":{" + user + "}";
+}
+
+std::string encode_consent(const Consent& c) {
+    return std::string(c.opted_in ? "1" : "0") + "|" + std::to_string(c.at) + "|" + c.channel;
+}
+
+std::optional<Consent> decode_consent(const std::string& s) {
+    const auto a = s.find('|');
+    const auto b = a == std::string::npos ? a : s.find('|', a + 1);
+    if (b == std::string::npos)
+        return std::nullopt;
+    Consent c;
+    c.opted_in = s.substr(0, a) == "1";
+    try {
+        c.at = std::stoll(s.substr(a + 1, b - a - 1));
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    c.channel = s.substr(b + 1);
+    return c;
+}
+
+}  // namespace
+
+// A command waiting for its reply: completes its caller on the caller's executor.
+struct PendingReply {
+    std::function<void(engine::Result<Reply>)> done;
+};
+
+struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
+    Impl(asio::any_io_executor ex, Options o)
+        : strand(asio::make_strand(ex))
+        , options(std::move(o))
+        , reconnect_timer(strand)
+        , lease_prefix([] {
+            std::random_device rd;
+            return std::to_string(rd()) + "-" + std::to_string(rd());
+        }()) {}
+
+    asio::strand<asio::any_io_executor> strand;
+    Options options;
+    asio::steady_timer reconnect_timer;
+    std::string lease_prefix;  // unique per process: leases are compared by token
+    std::atomic<std::uint64_t> lease_seq{0};
+
+    // Connection state: only touched on the strand.
+    redisAsyncContext* ac = nullptr;
+    std::unique_ptr<asio::posix::stream_descriptor> socket;
+    bool reading = false;
+    bool writing = false;
+    bool read_armed = false;
+    bool write_armed = false;
+    bool up = false;
+    bool closing = false;
+    std::chrono::milliseconds backoff{50};
+    std::atomic<bool> connected{false};
+
+    // --- the hiredis event-loop adapter (all on the strand) ---
+
+    void arm_read() {
+        if (read_armed || !socket)
+            return;
+        read_armed = true;
+        socket->async_wait(
+            asio::posix::stream_descriptor::wait_read,
+            asio::bind_executor(
+                strand,
+                [self = shared_from_this()](boost::system::error_code ec) {
+                    self->read_armed = false;
+                    if (ec || self->ac == nullptr || !self->reading)
+                        return;
+                    redisAsyncHandleRead(self->ac);
+                    if (self->reading && self->ac != nullptr)
+                        self->arm_read();
+                }
+            )
+        );
+    }
+
+    void arm_write() {
+        if (write_armed || !socket)
+            return;
+        write_armed = true;
+        socket->async_wait(
+            asio::posix::stream_descriptor::wait_write,
+            asio::bind_executor(
+                strand,
+                [self = shared_from_this()](boost::system::error_code ec) {
+                    self->write_armed = false;
+                    if (ec || self->ac == nullptr || !self->writing)
+                        return;
+                    redisAsyncHandleWrite(self->ac);
+                    if (self->writing && self->ac != nullptr)
+                        self->arm_write();
+                }
+            )
+        );
+    }
+
+    static Impl* from(void* p) { return static_cast<Impl*>(p); }
+
+    static void on_add_read(void* p) {
+        from(p)->reading = true;
+        from(p)->arm_read();
+    }
+
+    static void on_del_read(void* p) { from(p)->reading = false; }
+
+    static void on_add_write(void* p) {
+        from(p)->writing = true;
+        from(p)->arm_write();
+    }
+
+    static void on_del_write(void* p) { from(p)->writing = false; }
+
+    static void on_cleanup(void* p) {
+        Impl* self = from(p);
+        self->reading = false;
+        self->writing = false;
+        if (self->socket) {
+            // hiredis closes the descriptor itself: give it back without closing it. Pending
+            // waits complete with operation_aborted and see ac == nullptr.
+            self->socket->release();
+            self->socket.reset();
+        }
+    }
+
+    static void on_connect(const redisAsyncContext* c, int status) {
+        Impl* self = from(c->data);
+        if (status != REDIS_OK) {
+            // hiredis frees the context after this callback.
+            self->lost();
+            return;
+        }
+        self->up = true;
+        self->connected = true;
+        self->backoff = std::chrono::milliseconds(50);
+        Logger::log(LogLevel::kInfo, {}, "store_connected", "store=redis");
+    }
+
+    static void on_disconnect(const redisAsyncContext* c, int) {
+        Impl* self = from(c->data);
+        if (self->up)
+            Logger::log(LogLevel::kWarn, {}, "store_disconnected", "store=redis");
+        self->lost();
+    }
+
+    void lost() {
+        ac = nullptr;
+        up = false;
+        connected = false;
+        if (closing)
+            return;
+        reconnect_timer.expires_after(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+        reconnect_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (!ec)
+                self->connect();
+        });
+    }
+
+    void connect() {
+        if (closing || ac != nullptr)
+            return;
+        redisAsyncContext* c = redisAsyncConnect(options.host.c_str(), options.port);
+        if (c == nullptr || c->err != 0) {
+            if (c != nullptr)
+                redisAsyncFree(c);
+            lost();
+            return;
+        }
+        ac = c;
+        c->data = this;
+        socket = std::make_unique<asio::posix::stream_descriptor>(strand, c->c.fd);
+        c->ev.data = this;
+        c->ev.addRead = &Impl::on_add_read;
+        c->ev.delRead = &Impl::on_del_read;
+        c->ev.addWrite = &Impl::on_add_write;
+        c->ev.delWrite = &Impl::on_del_write;
+        c->ev.cleanup = &Impl::on_cleanup;
+        redisAsyncSetConnectCallback(c, &Impl::on_connect);
+        redisAsyncSetDisconnectCallback(c, &Impl::on_disconnect);
+        // The connect completes when the socket turns writable.
+        on_add_write(this);
+    }
+
+    static void on_reply(redisAsyncContext*, void* r, void* privdata) {
+        std::unique_ptr<PendingReply> pending(static_cast<PendingReply*>(privdata));
+        const auto* reply = static_cast<const redisReply*>(r);
+        if (reply == nullptr) {
+            // The connection went away before the reply: the command may or may not have run;
+            // the caller answers 503 and the citizen retries (message ids make that safe).
+            pending->done(kUnavailable);
+        } else if (reply->type == REDIS_REPLY_ERROR) {
+            // Redis error texts name commands and types, never our values.
+            pending->done(engine::Error{"store", "redis: " + std::string(reply->str, reply->len)});
+        } else {
+            pending->done(Reply::from(reply));
+        }
+    }
+
+    // Sends one command (on the strand); `done` runs on the strand.
+    void send(std::vector<std::string> args, std::function<void(engine::Result<Reply>)> done) {
+        asio::dispatch(
+            strand,
+            [self = shared_from_this(), args = std::move(args), done = std::move(done)]() mutable {
+                if (self->ac == nullptr || !self->up) {
+                    done(kUnavailable);
+                    return;
+                }
+                std::vector<const char*> argv;
+                std::vector<std::size_t> lens;
+                for (const auto& a : args) {
+                    argv.push_back(a.data());
+                    lens.push_back(a.size());
+                }
+                auto pending = std::make_unique<PendingReply>(PendingReply{std::move(done)});
+                PendingReply* raw = pending.get();
+                if (redisAsyncCommandArgv(
+                        self->ac,
+                        &Impl::on_reply,
+                        raw,
+                        static_cast<int>(argv.size()),
+                        argv.data(),
+                        lens.data()
+                    ) != REDIS_OK) {
+                    pending->done(kUnavailable);
+                    return;
+                }
+                pending.release();  // owned by hiredis until on_reply
+            }
+        );
+    }
+
+    // Awaitable command: the reply comes back on the caller's executor.
+    asio::awaitable<engine::Result<Reply>> command(std::vector<std::string> args) {
+        return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<Reply>)>(
+            [self = shared_from_this()](auto handler, std::vector<std::string> a) {
+                using Handler = decltype(handler);
+                auto work = asio::prefer(
+                    asio::get_associated_executor(
+                        handler, asio::any_io_executor(asio::system_executor())
+                    ),
+                    asio::execution::outstanding_work.tracked
+                );
+                // std::function needs a copyable target: share the move-only handler.
+                auto h = std::make_shared<Handler>(std::move(handler));
+                self->send(std::move(a), [h, work](engine::Result<Reply> r) {
+                    asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                });
+            },
+            asio::use_awaitable,
+            std::move(args)
+        );
+    }
+
+    // Closes the connection for good; pending commands complete with a null reply (503).
+    void close_now() {
+        closing = true;
+        up = false;  // a deliberate close is not logged as a lost connection
+        reconnect_timer.cancel();
+        if (ac != nullptr) {
+            redisAsyncContext* c = ac;
+            ac = nullptr;
+            redisAsyncFree(c);  // runs the cleanup hook, which gives the socket back
+        }
+    }
+
+    void shutdown() {
+        if (strand.running_in_this_thread()) {
+            close_now();
+            return;
+        }
+        auto done = std::make_shared<std::promise<void>>();
+        auto future = done->get_future();
+        asio::post(strand, [self = shared_from_this(), done] {
+            self->close_now();
+            done->set_value();
+        });
+        // When the io_context no longer runs (the server has stopped), nothing else can touch
+        // the connection: close it here rather than leak it.
+        if (future.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready)
+            close_now();
+    }
+};
+
+RedisStore::RedisStore(std::shared_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+RedisStore::~RedisStore() {
+    impl_->shutdown();
+}
+
+std::unique_ptr<RedisStore> RedisStore::create(asio::any_io_executor executor, Options options) {
+    auto impl = std::make_shared<Impl>(std::move(executor), std::move(options));
+    asio::dispatch(impl->strand, [impl] { impl->connect(); });
+    return std::unique_ptr<RedisStore>(new RedisStore(std::move(impl)));
+}
+
+bool RedisStore::connected() const {
+    return impl_->connected.load();
+}
+
+asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
+    const std::string& user, const std::string& message_id
+) {
+    std::vector<std::string> args{"MGET", key("s", user), key("p", user)};
+    if (!message_id.empty())
+        args.push_back(key("m", user) + ":" + message_id);
+    auto reply = co_await impl_->command(std::move(args));
+    if (!reply)
+        co_return reply.error();
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements.size() < 2)
+        co_return engine::Error{"store", "redis: unexpected reply to MGET"};
+    CitizenState out;
+    if (!reply->elements[0].nil())
+        out.session = std::move(reply->elements[0].str);
+    if (!reply->elements[1].nil()) {
+        auto pending = decode_pending_call(reply->elements[1].str);
+        if (pending)
+            out.pending = std::move(*pending);
+    }
+    if (reply->elements.size() > 2 && !reply->elements[2].nil())
+        out.response = std::move(reply->elements[2].str);
+    co_return out;
+}
+
+asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
+    const std::string ttl = std::to_string(impl_->options.message_ttl.count());
+    std::vector<std::string> args{
+        "EVAL",
+        kWriteScript,
+        "5",
+        key("s", w.user),
+        key("m", w.user) + ":" + w.message_id,
+        key("k", w.user),
+        key("c", w.user),
+        key("p", w.user),
+        w.session ? "1" : "0",
+        w.session ? *w.session : std::string(),
+        std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms)),
+        w.message_id.empty() ? "0" : "1",
+        w.message_id,
+        w.response,
+        ttl,
+        w.consent ? encode_consent(*w.consent) : std::string(),
+        w.clear_pending ? "1" : "0",
+        w.pending ? encode_pending_call(*w.pending) : std::string()};
+    auto reply = co_await impl_->command(std::move(args));
+    if (!reply)
+        co_return reply.error();
+    co_return engine::Ok{};
+}
+
+asio::awaitable<engine::Result<std::optional<Consent>>> RedisStore::load_consent(
+    const std::string& user
+) {
+    std::vector<std::string> args{"GET", key("c", user)};
+    auto reply = co_await impl_->command(std::move(args));
+    if (!reply)
+        co_return reply.error();
+    if (reply->nil())
+        co_return std::optional<Consent>{};
+    co_return decode_consent(reply->str);
+}
+
+asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std::string& user) {
+    std::vector<std::string> args{
+        "EVAL",
+        kEraseScript,
+        "4",
+        key("s", user),
+        key("k", user),
+        key("c", user),
+        key("p", user),
+        key("m", user) + ":"};
+    auto reply = co_await impl_->command(std::move(args));
+    if (!reply)
+        co_return reply.error();
+    co_return engine::Ok{};
+}
+
+asio::awaitable<engine::Result<engine::Ok>> RedisStore::ping() {
+    std::vector<std::string> args{"PING"};
+    auto reply = co_await impl_->command(std::move(args));
+    if (!reply)
+        co_return reply.error();
+    co_return engine::Ok{};
+}
+
+asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::string& user) {
+    Lease lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
+    const auto deadline = std::chrono::steady_clock::now() + impl_->options.lease_wait;
+    std::chrono::milliseconds pause{2};
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        std::vector<std::string> args{
+            "SET",
+            key("l", user),
+            lease.token,
+            "NX",
+            "PX",
+            std::to_string(impl_->options.lease_ttl.count())};
+        auto reply = co_await impl_->command(std::move(args));
+        if (!reply)
+            co_return reply.error();
+        if (!reply->nil())
+            co_return lease;
+        // Another instance runs a turn for this citizen: wait for it, briefly and boundedly.
+        if (std::chrono::steady_clock::now() + pause > deadline)
+            co_return engine::Error{"store", "timed out waiting for a citizen lease"};
+        timer.expires_after(pause);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+}
+
+asio::awaitable<void> RedisStore::release_lease(Lease lease) {
+    // A failure leaves the lease to expire by itself (lease_ttl).
+    std::vector<std::string> args{"EVAL", kReleaseScript, "1", key("l", lease.user), lease.token};
+    co_await impl_->command(std::move(args));
+}
+
+}  // namespace civicflow::server

@@ -1,0 +1,649 @@
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <civicflow/server/logger.hpp>
+#include <civicflow/server/sqlite_store.hpp>
+
+#include <sqlite3.h>
+
+namespace civicflow::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Numbered migrations: entry i takes the schema from version i to i + 1. Never edit a shipped
+// entry; append a new one.
+const char* const kMigrations[] = {
+    // 0 -> 1
+    "CREATE TABLE sessions(user TEXT PRIMARY KEY, session TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX sessions_expiry ON sessions(expires_at);"
+    "CREATE TABLE messages(user TEXT NOT NULL, message_id TEXT NOT NULL,"
+    " response TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+    " PRIMARY KEY(user, message_id)) WITHOUT ROWID;"
+    "CREATE INDEX messages_expiry ON messages(expires_at);"
+    "CREATE TABLE consent(user TEXT PRIMARY KEY, opted_in INTEGER NOT NULL,"
+    " at INTEGER NOT NULL, channel TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE pending_calls(user TEXT PRIMARY KEY, call TEXT NOT NULL,"
+    " started_at INTEGER NOT NULL) WITHOUT ROWID;",
+};
+static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
+
+constexpr int kSweepRows = 2000;  // per table per sweep: bounds the pause of the writer
+
+engine::Error db_error(sqlite3* db, const char* what) {
+    // SQLite's messages name tables and constraints, never bound values.
+    return engine::Error{"store", std::string(what) + ": " + sqlite3_errmsg(db)};
+}
+
+// A prepared statement, reset after each use.
+class Statement {
+public:
+    Statement() = default;
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    ~Statement() { sqlite3_finalize(stmt_); }
+
+    bool prepare(sqlite3* db, const char* sql) {
+        return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) ==
+               SQLITE_OK;
+    }
+
+    Statement& bind(int i, const std::string& s) {
+        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+        return *this;
+    }
+
+    Statement& bind(int i, std::int64_t v) {
+        sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+
+    // Runs to completion (writes); returns the last result code.
+    int exec() {
+        int rc = 0;
+        while ((rc = sqlite3_step(stmt_)) == SQLITE_ROW) {
+        }
+        reset();
+        return rc;
+    }
+
+    int step() { return sqlite3_step(stmt_); }
+
+    std::string text(int col) const {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+        return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
+    }
+
+    std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+    void reset() {
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
+    }
+
+private:
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+struct Statements {
+    Statement begin, commit, rollback, savepoint, release, rollback_to;
+    Statement get_session, get_response, get_pending, get_consent;
+    Statement put_session, put_response, put_consent, put_pending, del_pending;
+    Statement del_sessions, del_messages, del_consent, del_pending_user;
+    Statement sweep_sessions, sweep_messages, sweep_pending;
+    Statement ping;
+};
+
+}  // namespace
+
+// One queued operation: runs on the writer thread, completes on its caller's executor.
+struct Job {
+    virtual ~Job() = default;
+    // Runs the operation; false when it failed (its result is then already the error).
+    virtual bool run(SqliteStore::Impl& db) = 0;
+    virtual void fail(const engine::Error& error) = 0;
+    virtual void complete() = 0;
+    bool is_write = false;
+    bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
+};
+
+struct SqliteStore::Impl {
+    Options options;
+    Clock clock;
+    sqlite3* db = nullptr;
+    Statements st;
+
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<std::unique_ptr<Job>> queue;
+    bool stopping = false;
+    std::thread thread;
+    std::atomic<std::uint64_t> commits{0};
+    std::atomic<std::uint64_t> writes{0};
+    std::chrono::steady_clock::time_point next_sweep;
+
+    ~Impl() {
+        {
+            std::lock_guard lock(mutex);
+            stopping = true;
+        }
+        wake.notify_one();
+        if (thread.joinable())
+            thread.join();
+        // close_v2: the statements (members, finalized after this body) close it for good.
+        if (db != nullptr)
+            sqlite3_close_v2(db);
+    }
+
+    std::int64_t now() const {
+        if (clock)
+            return clock();
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch()
+        )
+            .count();
+    }
+
+    bool exec(const char* sql) {
+        return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+
+    engine::Result<engine::Ok> migrate() {
+        if (!exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"))
+            return db_error(db, "cannot create the schema version table");
+        int version = 0;
+        {
+            Statement q;
+            if (!q.prepare(db, "SELECT version FROM schema_version"))
+                return db_error(db, "cannot read the schema version");
+            if (q.step() == SQLITE_ROW)
+                version = static_cast<int>(q.int64(0));
+        }
+        if (version > kSchemaVersion) {
+            return engine::Error{
+                "store",
+                "the database has schema version " + std::to_string(version) +
+                    ", newer than this build's " + std::to_string(kSchemaVersion) +
+                    "; refusing to open it"};
+        }
+        for (int v = version; v < kSchemaVersion; ++v) {
+            if (!exec("BEGIN IMMEDIATE"))
+                return db_error(db, "cannot begin a migration");
+            const std::string set =
+                "DELETE FROM schema_version; INSERT INTO schema_version "
+                "VALUES(" +
+                std::to_string(v + 1) + ")";
+            if (!exec(kMigrations[v]) || !exec(set.c_str())) {
+                engine::Error e = db_error(db, "migration failed");
+                exec("ROLLBACK");
+                return e;
+            }
+            if (!exec("COMMIT"))
+                return db_error(db, "cannot commit a migration");
+        }
+        return engine::Ok{};
+    }
+
+    engine::Result<engine::Ok> prepare() {
+        struct Item {
+            Statement* s;
+            const char* sql;
+        };
+
+        const Item items[] = {
+            {&st.begin, "BEGIN IMMEDIATE"},
+            {&st.commit, "COMMIT"},
+            {&st.rollback, "ROLLBACK"},
+            {&st.savepoint, "SAVEPOINT job"},
+            {&st.release, "RELEASE job"},
+            {&st.rollback_to, "ROLLBACK TO job"},
+            {&st.get_session, "SELECT session FROM sessions WHERE user = ?1 AND expires_at > ?2"},
+            {&st.get_response,
+             "SELECT response FROM messages WHERE user = ?1 AND message_id = ?2 "
+             "AND expires_at > ?3"},
+            {&st.get_pending, "SELECT call FROM pending_calls WHERE user = ?1"},
+            {&st.get_consent, "SELECT opted_in, at, channel FROM consent WHERE user = ?1"},
+            {&st.put_session,
+             "INSERT INTO sessions(user, session, expires_at) VALUES(?1, ?2, ?3) "
+             "ON CONFLICT(user) DO UPDATE SET session = excluded.session, "
+             "expires_at = excluded.expires_at"},
+            {&st.put_response,
+             "INSERT OR REPLACE INTO messages(user, message_id, response, expires_at) "
+             "VALUES(?1, ?2, ?3, ?4)"},
+            {&st.put_consent,
+             "INSERT OR REPLACE INTO consent(user, opted_in, at, channel) VALUES(?1, ?2, ?3, ?4)"},
+            {&st.put_pending,
+             "INSERT OR REPLACE INTO pending_calls(user, call, started_at) VALUES(?1, ?2, ?3)"},
+            {&st.del_pending, "DELETE FROM pending_calls WHERE user = ?1"},
+            {&st.del_sessions, "DELETE FROM sessions WHERE user = ?1"},
+            {&st.del_messages, "DELETE FROM messages WHERE user = ?1"},
+            {&st.del_consent, "DELETE FROM consent WHERE user = ?1"},
+            {&st.del_pending_user, "DELETE FROM pending_calls WHERE user = ?1"},
+            {&st.sweep_sessions,
+             "DELETE FROM sessions WHERE user IN (SELECT user FROM sessions "
+             "WHERE expires_at <= ?1 LIMIT ?2)"},
+            {&st.sweep_messages,
+             "DELETE FROM messages WHERE (user, message_id) IN (SELECT user, message_id "
+             "FROM messages WHERE expires_at <= ?1 LIMIT ?2)"},
+            {&st.sweep_pending, "DELETE FROM pending_calls WHERE started_at <= ?1"},
+            {&st.ping, "SELECT 1"},
+        };
+        for (const Item& item : items) {
+            if (!item.s->prepare(db, item.sql))
+                return db_error(db, "cannot prepare a statement");
+        }
+        return engine::Ok{};
+    }
+
+    void enqueue(std::unique_ptr<Job> job) {
+        {
+            std::lock_guard lock(mutex);
+            queue.push_back(std::move(job));
+        }
+        wake.notify_one();
+    }
+
+    // The writer thread: drain the queue in batches, one transaction per batch of writes.
+    void run() {
+        std::vector<std::unique_ptr<Job>> batch;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                wake.wait_for(lock, options.sweep_interval, [&] {
+                    return stopping || !queue.empty();
+                });
+                if (stopping && queue.empty())
+                    return;
+                while (!queue.empty() && batch.size() < options.max_batch) {
+                    batch.push_back(std::move(queue.front()));
+                    queue.pop_front();
+                }
+            }
+            run_batch(batch);
+            batch.clear();
+            if (std::chrono::steady_clock::now() >= next_sweep) {
+                sweep_once();
+                next_sweep = std::chrono::steady_clock::now() + options.sweep_interval;
+            }
+        }
+    }
+
+    void run_batch(std::vector<std::unique_ptr<Job>>& batch) {
+        bool in_tx = false;
+        bool checkpoint = false;
+        std::vector<Job*> written;
+        // Reads first, outside the transaction (sweeps and checkpoints need none open). The
+        // server never has a read and a write of one citizen in flight together, so running
+        // them in this order cannot change an answer.
+        for (auto& job : batch) {
+            if (!job->is_write) {
+                job->run(*this);
+                job->complete();
+            }
+        }
+        for (auto& job : batch) {
+            if (!job->is_write)
+                continue;
+            if (!in_tx) {
+                if (st.begin.exec() != SQLITE_DONE) {
+                    job->fail(db_error(db, "cannot begin a transaction"));
+                    job->complete();
+                    continue;
+                }
+                in_tx = true;
+            }
+            st.savepoint.exec();
+            if (job->run(*this)) {
+                st.release.exec();
+                written.push_back(job.get());
+                checkpoint = checkpoint || job->checkpoint_after;
+            } else {
+                st.rollback_to.exec();
+                st.release.exec();
+                job->complete();
+            }
+        }
+        if (!in_tx)
+            return;
+        if (st.commit.exec() != SQLITE_DONE) {
+            const engine::Error e = db_error(db, "commit failed");
+            Logger::log(LogLevel::kError, {}, "store_commit_failed", "store=sqlite");
+            st.rollback.exec();
+            for (Job* job : written)
+                job->fail(e);
+        } else {
+            commits.fetch_add(1);
+            writes.fetch_add(written.size());
+            if (checkpoint)
+                truncate_wal();
+        }
+        for (Job* job : written)
+            job->complete();
+    }
+
+    bool truncate_wal() {
+        int log = 0;
+        int done = 0;
+        return sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
+               SQLITE_OK;
+    }
+
+    std::int64_t sweep_once() {
+        const std::int64_t t = now();
+        if (st.begin.exec() != SQLITE_DONE)
+            return -1;
+        std::int64_t deleted = 0;
+        st.sweep_sessions.bind(1, t).bind(2, std::int64_t{kSweepRows}).exec();
+        deleted += sqlite3_changes(db);
+        st.sweep_messages.bind(1, t).bind(2, std::int64_t{kSweepRows}).exec();
+        deleted += sqlite3_changes(db);
+        // A pending call nobody came back for within the message retention is dropped too.
+        st.sweep_pending.bind(1, t - options.message_ttl.count()).exec();
+        deleted += sqlite3_changes(db);
+        if (st.commit.exec() != SQLITE_DONE) {
+            st.rollback.exec();
+            return -1;
+        }
+        return deleted;
+    }
+};
+
+namespace {
+
+// A Job whose operation returns Result<T>; the handler gets it on its own executor, and the
+// executor counts as busy meanwhile (an io_context waiting on us must not run out of work).
+template <typename T, typename Op, typename Handler>
+struct OpJob final : Job {
+    using Executor = decltype(asio::prefer(
+        std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
+        asio::execution::outstanding_work.tracked
+    ));
+
+    OpJob(Op o, Handler h, const asio::any_io_executor& fallback)
+        : op(std::move(o))
+        , handler(std::move(h))
+        , work(asio::prefer(
+              asio::get_associated_executor(handler, fallback),
+              asio::execution::outstanding_work.tracked
+          )) {}
+
+    bool run(SqliteStore::Impl& db) override {
+        result.emplace(op(db));
+        return result->has_value();
+    }
+
+    void fail(const engine::Error& error) override { result.emplace(error); }
+
+    void complete() override {
+        asio::post(work, [h = std::move(handler), r = std::move(*result)]() mutable {
+            std::move(h)(std::move(r));
+        });
+    }
+
+    Op op;
+    Handler handler;
+    Executor work;
+    std::optional<engine::Result<T>> result;
+};
+
+// Not a coroutine itself: async_initiate's awaitable owns the operation until it is queued
+// (g++ 12 mishandles lambdas moved through an extra coroutine frame).
+template <typename T, typename Op>
+asio::awaitable<engine::Result<T>> submit(
+    SqliteStore::Impl& impl, bool is_write, bool checkpoint_after, Op op
+) {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<T>)>(
+        [&impl, is_write, checkpoint_after](auto handler, Op o) {
+            const asio::any_io_executor fallback = asio::system_executor();
+            auto job = std::make_unique<OpJob<T, Op, decltype(handler)>>(
+                std::move(o), std::move(handler), fallback
+            );
+            job->is_write = is_write;
+            job->checkpoint_after = checkpoint_after;
+            impl.enqueue(std::move(job));
+        },
+        asio::use_awaitable,
+        std::move(op)
+    );
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+SqliteStore::~SqliteStore() = default;
+
+engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, Clock clock) {
+    auto impl = std::make_unique<Impl>();
+    impl->options = std::move(options);
+    impl->clock = std::move(clock);
+    const int rc = sqlite3_open_v2(
+        impl->options.path.c_str(),
+        &impl->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr
+    );
+    if (rc != SQLITE_OK) {
+        return engine::Error{
+            "store",
+            "cannot open the SQLite database '" + impl->options.path +
+                "': " + (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")};
+    }
+    sqlite3_busy_timeout(impl->db, 5000);
+    // WAL: readers never block the writer and a commit is one append (plus one fsync with
+    // synchronous=FULL). secure_delete: deleted rows are overwritten, so erasure leaves nothing.
+    const std::string pragmas =
+        std::string("PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON; PRAGMA synchronous=") +
+        (impl->options.durable ? "FULL" : "NORMAL") + "; PRAGMA foreign_keys=OFF;";
+    if (!impl->exec(pragmas.c_str())) {
+        return engine::Error{
+            "store",
+            "cannot configure the SQLite database '" + impl->options.path +
+                "': " + sqlite3_errmsg(impl->db)};
+    }
+    {
+        Statement mode;
+        if (!mode.prepare(impl->db, "PRAGMA journal_mode") || mode.step() != SQLITE_ROW ||
+            mode.text(0) != "wal") {
+            return engine::Error{
+                "store",
+                "the SQLite database '" + impl->options.path +
+                    "' cannot use WAL mode (a network file system?)"};
+        }
+    }
+    if (auto m = impl->migrate(); !m) {
+        return engine::Error{
+            "store", "cannot migrate '" + impl->options.path + "': " + m.error().message};
+    }
+    if (auto p = impl->prepare(); !p)
+        return p.error();
+    impl->next_sweep = std::chrono::steady_clock::now();
+    Impl* raw = impl.get();
+    impl->thread = std::thread([raw] { raw->run(); });
+    return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
+    const std::string& user, const std::string& message_id
+) {
+    return submit<CitizenState>(
+        *impl_,
+        false,
+        false,
+        [&user, &message_id](Impl& d) -> engine::Result<CitizenState> {
+            CitizenState out;
+            const std::int64_t t = d.now();
+            Statement& s = d.st.get_session;
+            s.bind(1, user).bind(2, t);
+            int rc = s.step();
+            if (rc == SQLITE_ROW)
+                out.session = s.text(0);
+            s.reset();
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return db_error(d.db, "cannot read a session");
+            if (!message_id.empty()) {
+                Statement& r = d.st.get_response;
+                r.bind(1, user).bind(2, message_id).bind(3, t);
+                rc = r.step();
+                if (rc == SQLITE_ROW)
+                    out.response = r.text(0);
+                r.reset();
+                if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                    return db_error(d.db, "cannot read a message id");
+            }
+            Statement& p = d.st.get_pending;
+            p.bind(1, user);
+            rc = p.step();
+            std::string pending;
+            if (rc == SQLITE_ROW)
+                pending = p.text(0);
+            p.reset();
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return db_error(d.db, "cannot read a pending call");
+            if (!pending.empty()) {
+                auto decoded = decode_pending_call(pending);
+                // A malformed record is dropped on the next write rather than blocking the
+                // citizen; it can only come from outside tampering.
+                if (decoded)
+                    out.pending = std::move(*decoded);
+            }
+            return out;
+        }
+    );
+}
+
+asio::awaitable<engine::Result<engine::Ok>> SqliteStore::write(TurnWrite w) {
+    return submit<engine::Ok>(
+        *impl_,
+        true,
+        false,
+        [w = std::move(w)](Impl& d) -> engine::Result<engine::Ok> {
+            const std::int64_t t = d.now();
+            if (w.session) {
+                if (d.st.put_session.bind(1, w.user)
+                        .bind(2, *w.session)
+                        .bind(3, t + w.session_ttl_ms)
+                        .exec() != SQLITE_DONE) {
+                    return db_error(d.db, "cannot store a session");
+                }
+            }
+            if (!w.message_id.empty()) {
+                if (d.st.put_response.bind(1, w.user)
+                        .bind(2, w.message_id)
+                        .bind(3, w.response)
+                        .bind(4, t + d.options.message_ttl.count())
+                        .exec() != SQLITE_DONE) {
+                    return db_error(d.db, "cannot store a message id");
+                }
+            }
+            if (w.consent) {
+                if (d.st.put_consent.bind(1, w.user)
+                        .bind(2, std::int64_t{w.consent->opted_in ? 1 : 0})
+                        .bind(3, w.consent->at)
+                        .bind(4, w.consent->channel)
+                        .exec() != SQLITE_DONE) {
+                    return db_error(d.db, "cannot store consent");
+                }
+            }
+            if (w.clear_pending && d.st.del_pending.bind(1, w.user).exec() != SQLITE_DONE)
+                return db_error(d.db, "cannot clear a pending call");
+            if (w.pending) {
+                if (d.st.put_pending.bind(1, w.user)
+                        .bind(2, encode_pending_call(*w.pending))
+                        .bind(3, w.pending->started_at)
+                        .exec() != SQLITE_DONE) {
+                    return db_error(d.db, "cannot store a pending call");
+                }
+            }
+            return engine::Ok{};
+        }
+    );
+}
+
+asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consent(
+    const std::string& user
+) {
+    return submit<std::optional<Consent>>(
+        *impl_,
+        false,
+        false,
+        [&user](Impl& d) -> engine::Result<std::optional<Consent>> {
+            Statement& s = d.st.get_consent;
+            s.bind(1, user);
+            const int rc = s.step();
+            std::optional<Consent> out;
+            if (rc == SQLITE_ROW)
+                out = Consent{s.int64(0) != 0, s.int64(1), s.text(2)};
+            s.reset();
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return db_error(d.db, "cannot read consent");
+            return out;
+        }
+    );
+}
+
+asio::awaitable<engine::Result<engine::Ok>> SqliteStore::erase_citizen(const std::string& user) {
+    return submit<engine::Ok>(*impl_, true, true, [&user](Impl& d) -> engine::Result<engine::Ok> {
+        for (Statement* s :
+             {&d.st.del_sessions, &d.st.del_messages, &d.st.del_consent, &d.st.del_pending_user}) {
+            if (s->bind(1, user).exec() != SQLITE_DONE)
+                return db_error(d.db, "cannot erase a citizen");
+        }
+        return engine::Ok{};
+    });
+}
+
+asio::awaitable<engine::Result<engine::Ok>> SqliteStore::ping() {
+    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
+        Statement& s = d.st.ping;
+        const int rc = s.step();
+        s.reset();
+        if (rc != SQLITE_ROW)
+            return db_error(d.db, "ping failed");
+        return engine::Ok{};
+    });
+}
+
+asio::awaitable<engine::Result<std::int64_t>> SqliteStore::sweep() {
+    return submit<std::int64_t>(*impl_, false, false, [](Impl& d) -> engine::Result<std::int64_t> {
+        const std::int64_t n = d.sweep_once();
+        if (n < 0)
+            return db_error(d.db, "sweep failed");
+        return n;
+    });
+}
+
+asio::awaitable<engine::Result<engine::Ok>> SqliteStore::checkpoint() {
+    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
+        if (!d.truncate_wal())
+            return db_error(d.db, "checkpoint failed");
+        return engine::Ok{};
+    });
+}
+
+std::uint64_t SqliteStore::commits() const {
+    return impl_->commits.load();
+}
+
+std::uint64_t SqliteStore::writes() const {
+    return impl_->writes.load();
+}
+
+}  // namespace civicflow::server

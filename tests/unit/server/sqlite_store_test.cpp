@@ -1,0 +1,205 @@
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <doctest/doctest.h>
+
+#include <civicflow/server/sqlite_store.hpp>
+
+#include "store_test_support.hpp"
+
+#include <sqlite3.h>
+
+namespace asio = boost::asio;
+using namespace civicflow;
+using civicflow::testing::run;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string temp_dir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "civicflow-sqlite-XXXXXX");
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    return pattern;
+}
+
+struct Db {
+    explicit Db(std::string p = temp_dir() + "/civicflow.db")
+        : path(std::move(p)) {}
+
+    std::unique_ptr<server::SqliteStore> open() {
+        server::SqliteStore::Options options;
+        options.path = path;
+        options.message_ttl = 1h;
+        auto store = server::SqliteStore::open(options, [this] { return now; });
+        REQUIRE_MESSAGE(store, store.error().message);
+        return std::move(*store);
+    }
+
+    std::string path;
+    std::int64_t now = 1'700'000'000'000;
+};
+
+std::string file_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+server::TurnWrite turn(const std::string& user, const std::string& session) {
+    server::TurnWrite w;
+    w.user = user;
+    w.session = session;
+    w.session_ttl_ms = 3'600'000;
+    return w;
+}
+
+}  // namespace
+
+TEST_SUITE("server/sqlite_store") {
+    TEST_CASE("the sqlite store passes the store conformance checks") {
+        Db db;
+        testing::StoreUnderTest s{db.open(), &db.now};
+        testing::check_store_conformance(s, "");
+    }
+
+    TEST_CASE("what was written is there after the store is reopened") {
+        Db db;
+        {
+            auto store = db.open();
+            auto w = turn("u1", "session-1");
+            w.message_id = "m1";
+            w.response = "response-1";
+            w.consent = server::Consent{false, 5, "api"};
+            REQUIRE(run(store->write(w)));
+        }
+        auto store = db.open();
+        auto loaded = run(store->load("u1", "m1"));
+        REQUIRE(loaded);
+        CHECK(loaded->session == "session-1");
+        CHECK(loaded->response == "response-1");
+        CHECK(*run(store->load_consent("u1")) == server::Consent{false, 5, "api"});
+    }
+
+    TEST_CASE("concurrent writes share commits (group commit)") {
+        Db db;
+        auto store = db.open();
+        asio::io_context ioc;
+        constexpr int kWrites = 400;
+        std::atomic<int> ok{0};
+        for (int i = 0; i < kWrites; ++i) {
+            asio::co_spawn(
+                ioc,
+                [&, i]() -> asio::awaitable<void> {
+                    auto r = co_await store->write(turn("u" + std::to_string(i), "s"));
+                    if (r)
+                        ++ok;
+                },
+                asio::detached
+            );
+        }
+        ioc.run();
+        CHECK(ok.load() == kWrites);
+        CHECK(store->writes() == kWrites);
+        // Every write was queued before the writer woke up for most of them: far fewer commits.
+        CHECK(store->commits() < kWrites / 4);
+        for (int i = 0; i < kWrites; i += 97)
+            CHECK(run(store->load("u" + std::to_string(i), {}))->session == "s");
+    }
+
+    TEST_CASE("erasure leaves no trace of the citizen in the database file or its wal") {
+        Db db;
+        auto store = db.open();
+        const std::string user = "919812345678";
+        const std::string secret = "DL7777777777777";
+        for (int i = 0; i < 20; ++i) {
+            auto w = turn(
+                user, R"({"v":1,"slots":{"ref":")" + secret + "-" + std::to_string(i) + "\"}}"
+            );
+            w.message_id = "wamid." + std::to_string(i);
+            w.response = "Your reference " + secret + " is being processed";
+            w.consent = server::Consent{i % 2 == 0, i, "api"};
+            if (i == 19) {
+                w.pending = server::PendingCall{
+                    "wamid.19", {"c", "status", "GET", "/applications/" + secret, ""}, 1};
+            }
+            REQUIRE(run(store->write(w)));
+            REQUIRE(run(store->write(turn("9198000000" + std::to_string(i), "other"))));
+        }
+        // The scans below can fail: before the erasure the data is there.
+        const bool stored = file_bytes(db.path).find(secret) != std::string::npos ||
+                            file_bytes(db.path + "-wal").find(secret) != std::string::npos;
+        CHECK(stored);
+        REQUIRE(run(store->erase_citizen(user)));
+        // Other citizens keep writing after the erasure.
+        REQUIRE(run(store->write(turn("919800000099", "later"))));
+        for (const std::string& file : {db.path, db.path + "-wal"}) {
+            const std::string bytes = file_bytes(file);
+            CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
+            CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
+        }
+        store.reset();
+        for (const std::string& file : {db.path, db.path + "-wal"}) {
+            const std::string bytes = file_bytes(file);
+            CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
+            CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
+        }
+        CHECK(file_bytes(db.path).find("919800000099") != std::string::npos);
+    }
+
+    TEST_CASE("the sweep deletes expired sessions and message ids") {
+        Db db;
+        auto store = db.open();
+        auto w = turn("u1", "s");
+        w.session_ttl_ms = 1000;
+        w.message_id = "m";
+        w.response = "r";
+        REQUIRE(run(store->write(w)));
+        REQUIRE(run(store->write(turn("u2", "s"))));
+        CHECK(*run(store->sweep()) == 0);
+        db.now += 1000;
+        CHECK(*run(store->sweep()) == 1);
+        db.now += 3'600'000;
+        // u2's session (1h) and the message id (1h) are both past their ttl now.
+        CHECK(*run(store->sweep()) == 2);
+    }
+
+    TEST_CASE("a database from a newer build is refused, not guessed at") {
+        Db db;
+        db.open().reset();
+        sqlite3* raw = nullptr;
+        REQUIRE(sqlite3_open(db.path.c_str(), &raw) == SQLITE_OK);
+        REQUIRE(
+            sqlite3_exec(raw, "UPDATE schema_version SET version = 7", nullptr, nullptr, nullptr) ==
+            SQLITE_OK
+        );
+        sqlite3_close(raw);
+        server::SqliteStore::Options options;
+        options.path = db.path;
+        auto opened = server::SqliteStore::open(options);
+        REQUIRE_FALSE(opened);
+        CHECK(
+            opened.error().message == "cannot migrate '" + db.path +
+                                          "': the database has schema version 7, newer than "
+                                          "this build's 1; refusing to open it"
+        );
+    }
+
+    TEST_CASE("an unopenable path is a clear error") {
+        server::SqliteStore::Options options;
+        options.path = "/nonexistent-dir/x/civicflow.db";
+        auto opened = server::SqliteStore::open(options);
+        REQUIRE_FALSE(opened);
+        CHECK(
+            opened.error().message ==
+            "cannot open the SQLite database '/nonexistent-dir/x/civicflow.db': unable to open "
+            "database file"
+        );
+    }
+}

@@ -1,0 +1,83 @@
+// Shared by the store tests: run a store coroutine to completion, and the conformance suite
+// every Store implementation must pass.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <civicflow/server/store.hpp>
+
+namespace civicflow::testing {
+
+/// Runs `a` on a fresh io_context until it completes; returns its value.
+// Parameters of a coroutine live in its frame (a lambda's captures would not).
+template <typename T>
+boost::asio::awaitable<std::optional<T>> as_optional(boost::asio::awaitable<T> a) {
+    co_return co_await std::move(a);
+}
+
+/// Runs `a` on a fresh io_context until it completes; returns its value.
+template <typename T>
+T run(boost::asio::awaitable<T> a) {
+    boost::asio::io_context ioc;
+    // use_future needs a default-constructible value; Result has none.
+    auto f = boost::asio::co_spawn(ioc, as_optional(std::move(a)), boost::asio::use_future);
+    ioc.run();
+    return std::move(*f.get());
+}
+
+inline void run(boost::asio::awaitable<void> a) {
+    boost::asio::io_context ioc;
+    auto f = boost::asio::co_spawn(ioc, std::move(a), boost::asio::use_future);
+    ioc.run();
+    f.get();
+}
+
+/// A store under test and its clock (ms since the epoch). `clock_driven` is false for stores
+/// whose expiry follows real time (Redis): the expiry checks are then skipped.
+struct StoreUnderTest {
+    std::unique_ptr<server::Store> store;
+    std::int64_t* now = nullptr;
+    bool clock_driven = true;
+};
+
+/// The behaviour every store shares: sessions, message ids, consent, pending calls, erasure,
+/// expiry. `users` prefixes citizen ids so runs against a shared server do not collide.
+void check_store_conformance(StoreUnderTest& s, const std::string& prefix);
+
+}  // namespace civicflow::testing
+
+namespace civicflow::testing {
+
+/// A throwaway redis-server on a free loopback port (no persistence), killed on destruction.
+/// `available()` is false when no redis-server binary is installed: tests then skip.
+class RedisServer {
+public:
+    RedisServer();
+    ~RedisServer();
+    RedisServer(const RedisServer&) = delete;
+    RedisServer& operator=(const RedisServer&) = delete;
+
+    static bool available();
+
+    bool running() const { return pid_ > 0; }
+
+    std::uint16_t port() const { return port_; }
+
+    /// Stops it (SIGKILL) / starts it again on the same port.
+    void stop();
+    bool start();
+
+private:
+    int pid_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+}  // namespace civicflow::testing

@@ -34,7 +34,7 @@ pids+=($!)
 cat > "$tmp/civicflow.yaml" <<YAML
 version: 1
 log: { level: warn, access: false }
-limits: { max_connections: 10000, pipeline: 16 }
+limits: { max_connections: 10000 }
 backends:
   status: { base_url: "http://127.0.0.1:18082" }
   certificates: { base_url: "http://127.0.0.1:18082" }

@@ -211,7 +211,7 @@ config() {  # store-yaml -> config file
     cat > "$f" <<YAML
 version: 1
 log: { level: warn, access: false }
-limits: { max_connections: 10000, pipeline: 16 }
+limits: { max_connections: 10000 }
 store: $1
 backends:
   status: { base_url: "http://127.0.0.1:18082" }

@@ -14,6 +14,13 @@ add_library(civicflow_rapidjson INTERFACE)
 add_library(civicflow::rapidjson ALIAS civicflow_rapidjson)
 target_include_directories(civicflow_rapidjson SYSTEM INTERFACE ${RAPIDJSON_INCLUDE_DIR})
 target_compile_definitions(civicflow_rapidjson INTERFACE RAPIDJSON_HAS_STDSTRING=1)
+# SSE2 is part of the x86-64 baseline: RapidJSON then scans strings and whitespace 16 bytes at a
+# time (replies are mostly long texts). Its parser's aligned loads may touch the bytes after a
+# string's terminator within the same 16-byte block, harmless in hardware but reported by
+# AddressSanitizer, so sanitizer builds keep the scalar code.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64" AND NOT CIVICFLOW_SANITIZE)
+    target_compile_definitions(civicflow_rapidjson INTERFACE RAPIDJSON_SSE2)
+endif()
 
 find_path(DOCTEST_INCLUDE_DIR doctest/doctest.h REQUIRED)
 add_library(civicflow_doctest INTERFACE)

@@ -363,11 +363,12 @@ void TurnRunner::reset_conversation(bool keep_lang) {
 
 void TurnRunner::start_entry() {
     reset_conversation(true);
-    const Flow* entry =
-        fs_.helpline.entry_index >= 0 &&
-                static_cast<std::size_t>(fs_.helpline.entry_index) < fs_.flows.size()
-            ? &fs_.flows[static_cast<std::size_t>(fs_.helpline.entry_index)]
-            : nullptr;
+    const Flow* entry = in_.entry_flow.empty() ? nullptr : fs_.find_flow(in_.entry_flow);
+    if (entry == nullptr)
+        entry = fs_.helpline.entry_index >= 0 &&
+                        static_cast<std::size_t>(fs_.helpline.entry_index) < fs_.flows.size()
+                    ? &fs_.flows[static_cast<std::size_t>(fs_.helpline.entry_index)]
+                    : nullptr;
     if (entry == nullptr) {
         return;
     }

@@ -66,8 +66,9 @@ void CitizenQueues::release(const std::string& user) {
             return;
         }
         // The lock passes directly to the next waiter: the entry stays, so nobody can overtake.
-        next = std::move(it->second.waiters.front());
-        it->second.waiters.pop_front();
+        auto& waiters = it->second.waiters;
+        next = std::move(waiters.front());
+        waiters.erase(waiters.begin());
     }
     // Resume the waiter on its own strand, never inline in the releaser's stack.
     auto ex = next->timer.get_executor();

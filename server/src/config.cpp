@@ -170,12 +170,7 @@ void read_limits(Reader& r, const Node& node, Limits& limits) {
         return;
     r.check_keys(
         node,
-        {"body_bytes",
-         "header_bytes",
-         "read_timeout",
-         "idle_timeout",
-         "max_connections",
-         "pipeline"},
+        {"body_bytes", "header_bytes", "read_timeout", "idle_timeout", "max_connections"},
         "in 'limits'"
     );
     constexpr std::int64_t kMaxBytes = 64LL * 1024 * 1024;
@@ -193,9 +188,6 @@ void read_limits(Reader& r, const Node& node, Limits& limits) {
     }
     if (const Node* n = node.find("max_connections")) {
         r.read_number(*n, "max_connections", 1, 1'000'000, limits.max_connections);
-    }
-    if (const Node* n = node.find("pipeline")) {
-        r.read_number(*n, "pipeline", 1, 1024, limits.pipeline);
     }
 }
 
@@ -246,55 +238,98 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
     }
 }
 
-// Splits "http(s)://host[:port][/base]" into the backend's fields.
-bool split_base_url(std::string_view url, BackendConfig& b) {
-    std::string_view rest;
-    if (url.substr(0, 7) == "http://") {
-        b.tls = false;
-        rest = url.substr(7);
-    } else if (url.substr(0, 8) == "https://") {
-        b.tls = true;
-        rest = url.substr(8);
-    } else {
-        return false;
-    }
-    const auto slash = rest.find('/');
-    std::string_view authority = rest.substr(0, slash);
-    std::string_view path =
-        slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
-    while (!path.empty() && path.back() == '/')
-        path.remove_suffix(1);
-    if (authority.empty() || authority.find('@') != std::string_view::npos)
-        return false;
-    std::string_view host = authority;
-    std::string_view port;
-    if (authority.front() == '[') {
-        const auto close = authority.find(']');
-        if (close == std::string_view::npos)
-            return false;
-        host = authority.substr(1, close - 1);
-        const auto after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after.front() != ':')
-                return false;
-            port = after.substr(1);
+// Characters of UTF-8 text (bytes that do not continue a sequence).
+std::size_t code_points(std::string_view text) {
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+        return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    }));
+}
+
+void read_whatsapp(Reader& r, const Node& node, WhatsAppConfig& wa) {
+    if (!r.expect_map(node, "whatsapp"))
+        return;
+    r.check_keys(
+        node,
+        {"numbers",
+         "app_secret_env",
+         "verify_token_env",
+         "access_token_env",
+         "api_base_env",
+         "notify_token_env",
+         "send_rate",
+         "recipient_interval",
+         "retry_backoff",
+         "max_retry_backoff",
+         "max_attempts",
+         "send_timeout",
+         "list_button",
+         "mark_read"},
+        "in 'whatsapp'"
+    );
+    if (const Node* n = node.find("numbers")) {
+        if (r.expect_map(*n, "numbers")) {
+            for (const auto& [key, value] : n->entries) {
+                const bool digits = !key.scalar.empty() &&
+                                    std::all_of(key.scalar.begin(), key.scalar.end(), [](char c) {
+                                        return c >= '0' && c <= '9';
+                                    });
+                if (!digits) {
+                    r.invalid(
+                        key,
+                        "invalid phone number id '" + key.scalar + "'",
+                        "use the numeric id Meta shows for the number, in quotes"
+                    );
+                    continue;
+                }
+                if (!r.expect_map(value, "number '" + key.scalar + "'"))
+                    continue;
+                r.check_keys(value, {"flow"}, "in number '" + key.scalar + "'");
+                std::string flow;
+                if (const Node* f = value.find("flow")) {
+                    r.read_string(*f, "flow", flow);
+                } else {
+                    r.diags().error(
+                        "E103", r.loc(value), "missing key 'flow' in number '" + key.scalar + "'"
+                    );
+                }
+                wa.numbers.emplace_back(key.scalar, std::move(flow));
+            }
         }
-    } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-        host = authority.substr(0, colon);
-        port = authority.substr(colon + 1);
     }
-    if (host.empty())
-        return false;
-    if (!port.empty()) {
-        const auto p = parse_int(port);
-        if (!p || *p < 1 || *p > 65535)
-            return false;
+    const std::pair<const char*, std::string*> envs[] = {
+        {"app_secret_env", &wa.app_secret_env},
+        {"verify_token_env", &wa.verify_token_env},
+        {"access_token_env", &wa.access_token_env},
+        {"api_base_env", &wa.api_base_env},
+        {"notify_token_env", &wa.notify_token_env},
+    };
+    for (const auto& [key, out] : envs) {
+        if (const Node* n = node.find(key))
+            r.read_string(*n, key, *out);
     }
-    b.host = std::string(host);
-    b.port = port.empty() ? (b.tls ? "443" : "80") : std::string(port);
-    b.base_path = std::string(path);
-    b.base_url = std::string(url);
-    return true;
+    if (const Node* n = node.find("send_rate")) {
+        int rate = 0;
+        r.read_number(*n, "send_rate", 1, 1'000'000, rate);
+        if (rate > 0)
+            wa.send_rate = rate;
+    }
+    if (const Node* n = node.find("recipient_interval"))
+        r.read_duration(*n, "recipient_interval", wa.recipient_interval);
+    if (const Node* n = node.find("retry_backoff"))
+        r.read_duration(*n, "retry_backoff", wa.retry_backoff);
+    if (const Node* n = node.find("max_retry_backoff"))
+        r.read_duration(*n, "max_retry_backoff", wa.max_retry_backoff);
+    if (const Node* n = node.find("max_attempts"))
+        r.read_number(*n, "max_attempts", 1, 100, wa.max_attempts);
+    if (const Node* n = node.find("send_timeout"))
+        r.read_duration(*n, "send_timeout", wa.send_timeout);
+    if (const Node* n = node.find("list_button")) {
+        r.read_string(*n, "list_button", wa.list_button);
+        if (n->is_scalar() && (n->scalar.empty() || code_points(n->scalar) > 20))
+            r.invalid(*n, "'list_button' must be 1 to 20 characters (a WhatsApp limit)");
+    }
+    if (const Node* n = node.find("mark_read"))
+        r.read_bool(*n, "mark_read", wa.mark_read);
 }
 
 bool valid_header_name(std::string_view name) {
@@ -400,6 +435,57 @@ void read_backend(Reader& r, const Node& key, const Node& node, BackendConfig& b
 
 }  // namespace
 
+// Splits "http(s)://host[:port][/base]" into the backend's fields.
+bool split_base_url(std::string_view url, BackendConfig& b) {
+    std::string_view rest;
+    if (url.substr(0, 7) == "http://") {
+        b.tls = false;
+        rest = url.substr(7);
+    } else if (url.substr(0, 8) == "https://") {
+        b.tls = true;
+        rest = url.substr(8);
+    } else {
+        return false;
+    }
+    const auto slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+    while (!path.empty() && path.back() == '/')
+        path.remove_suffix(1);
+    if (authority.empty() || authority.find('@') != std::string_view::npos)
+        return false;
+    std::string_view host = authority;
+    std::string_view port;
+    if (authority.front() == '[') {
+        const auto close = authority.find(']');
+        if (close == std::string_view::npos)
+            return false;
+        host = authority.substr(1, close - 1);
+        const auto after = authority.substr(close + 1);
+        if (!after.empty()) {
+            if (after.front() != ':')
+                return false;
+            port = after.substr(1);
+        }
+    } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+        host = authority.substr(0, colon);
+        port = authority.substr(colon + 1);
+    }
+    if (host.empty())
+        return false;
+    if (!port.empty()) {
+        const auto p = parse_int(port);
+        if (!p || *p < 1 || *p > 65535)
+            return false;
+    }
+    b.host = std::string(host);
+    b.port = port.empty() ? (b.tls ? "443" : "80") : std::string(port);
+    b.base_path = std::string(path);
+    b.base_url = std::string(url);
+    return true;
+}
+
 engine::Result<ListenAddress> parse_listen_address(std::string_view text) {
     const engine::Error bad{
         "listen",
@@ -481,7 +567,8 @@ std::optional<ServerConfig> parse_config(
          "log",
          "limits",
          "store",
-         "backends"},
+         "backends",
+         "whatsapp"},
         "in the config file"
     );
     if (const Node* n = root.find("version")) {
@@ -546,6 +633,8 @@ std::optional<ServerConfig> parse_config(
         read_limits(r, *n, config.limits);
     if (const Node* n = root.find("store"))
         read_store(r, *n, config.store);
+    if (const Node* n = root.find("whatsapp"))
+        read_whatsapp(r, *n, config.whatsapp);
     if (const Node* n = root.find("backends")) {
         if (n->is_map()) {
             for (const auto& [key, value] : n->entries) {

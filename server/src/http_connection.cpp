@@ -1,5 +1,6 @@
 #include "http_connection.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string_view>
@@ -7,7 +8,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
@@ -18,6 +18,7 @@
 #include <civicflow/server/message_api.hpp>
 #include <civicflow/server/message_service.hpp>
 #include <civicflow/server/store.hpp>
+#include <civicflow/server/whatsapp_channel.hpp>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -43,11 +44,15 @@ bool quiet_close(const beast::error_code& ec) {
 }
 
 HttpResponse json_response(
-    unsigned status, std::string body, unsigned version, std::string_view request_id
+    unsigned status,
+    std::string body,
+    unsigned version,
+    std::string_view request_id,
+    const char* content_type = "application/json"
 ) {
     HttpResponse res{static_cast<http::status>(status), version};
     res.set(http::field::server, "civicflow");
-    res.set(http::field::content_type, "application/json");
+    res.set(http::field::content_type, content_type);
     if (!request_id.empty())
         res.set("X-Request-Id", request_id);
     res.body() = std::move(body);
@@ -58,6 +63,35 @@ HttpResponse json_response(
 std::string_view path_of(std::string_view target) {
     const auto q = target.find('?');
     return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+std::string_view query_of(std::string_view target) {
+    const auto q = target.find('?');
+    return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+}
+
+std::string header_of(const HttpRequest& req, std::string_view name) {
+    const auto it = req.find(name);
+    return it == req.end() ? std::string{} : std::string(it->value());
+}
+
+constexpr std::string_view kAdminWhatsAppPrefix = "/v1/admin/whatsapp/";
+
+std::string metrics_text(const ServerContext& ctx) {
+    return "# HELP civicflow_messages_in_flight Messages accepted and not yet answered.\n"
+           "# TYPE civicflow_messages_in_flight gauge\n"
+           "civicflow_messages_in_flight " +
+           std::to_string(ctx.service.in_flight()) +
+           "\n"
+           "# HELP civicflow_citizens_active Citizens with a message in progress.\n"
+           "# TYPE civicflow_citizens_active gauge\n"
+           "civicflow_citizens_active " +
+           std::to_string(ctx.service.queues().active()) +
+           "\n"
+           "# HELP civicflow_connections Open HTTP connections.\n"
+           "# TYPE civicflow_connections gauge\n"
+           "civicflow_connections " +
+           std::to_string(ctx.count()) + "\n";
 }
 
 }  // namespace
@@ -203,6 +237,54 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
             } else {
                 allow = "DELETE";
             }
+        } else if (path == kWebhookPath) {
+            route = "whatsapp";
+            if (ctx.whatsapp == nullptr) {
+                reply = ApiReply{
+                    404, encode_error("not_found", "the WhatsApp channel is not configured", rid)};
+            } else if (method == http::verb::get) {
+                reply = ctx.whatsapp->verify(query_of(req.target()));
+            } else if (method == http::verb::post) {
+                std::string signature = header_of(req, "X-Hub-Signature-256");
+                reply = co_await ctx.whatsapp->receive(
+                    std::move(req.body()), std::move(signature), rid
+                );
+            } else {
+                allow = "GET, POST";
+            }
+        } else if (path == "/v1/notifications") {
+            route = "notifications";
+            if (ctx.whatsapp == nullptr) {
+                reply = ApiReply{
+                    404, encode_error("not_found", "the WhatsApp channel is not configured", rid)};
+            } else if (method == http::verb::post) {
+                std::string auth = header_of(req, "Authorization");
+                reply = co_await ctx.whatsapp->notify(std::move(req.body()), std::move(auth), rid);
+            } else {
+                allow = "POST";
+            }
+        } else if (path.substr(0, kAdminWhatsAppPrefix.size()) == kAdminWhatsAppPrefix) {
+            route = "admin";
+            if (ctx.whatsapp == nullptr) {
+                reply = ApiReply{
+                    404, encode_error("not_found", "the WhatsApp channel is not configured", rid)};
+            } else if (method == http::verb::get) {
+                reply = co_await ctx.whatsapp->admin(
+                    std::string(path), header_of(req, "Authorization"), rid
+                );
+            } else {
+                allow = "GET";
+            }
+        } else if (path == "/metrics") {
+            route = "metrics";
+            if (method == http::verb::get) {
+                reply = ApiReply{200, metrics_text(ctx)};
+                if (ctx.whatsapp != nullptr)
+                    reply.body += co_await ctx.whatsapp->metrics();
+                reply.content_type = "text/plain; version=0.0.4";
+            } else {
+                allow = "GET";
+            }
         } else if (path == "/healthz") {
             route = "healthz";
             if (method == http::verb::get || method == http::verb::head) {
@@ -250,7 +332,8 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
         reply =
             ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
     }
-    HttpResponse res = json_response(reply.status, std::move(reply.body), version, rid);
+    HttpResponse res =
+        json_response(reply.status, std::move(reply.body), version, rid, reply.content_type);
     if (allow != nullptr)
         res.set(http::field::allow, allow);
     if (method == http::verb::head) {
@@ -276,9 +359,7 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
 
 HttpConnection::HttpConnection(asio::ip::tcp::socket socket, std::shared_ptr<ServerContext> ctx)
     : stream_(std::move(socket))
-    , ctx_(std::move(ctx))
-    , reader_wake_(stream_.get_executor())
-    , writer_wake_(stream_.get_executor()) {}
+    , ctx_(std::move(ctx)) {}
 
 HttpConnection::~HttpConnection() {
     if (id_ != 0)
@@ -289,7 +370,7 @@ void HttpConnection::start() {
     id_ = ctx_->add(shared_from_this());
     beast::error_code ec;
     stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
-    auto on_done = [](std::exception_ptr e) {
+    asio::co_spawn(stream_.get_executor(), run(), [](std::exception_ptr e) {
         if (!e)
             return;
         try {
@@ -302,9 +383,7 @@ void HttpConnection::start() {
                 std::string("what=\"") + ex.what() + "\""
             );
         }
-    };
-    asio::co_spawn(stream_.get_executor(), read_loop(), on_done);
-    asio::co_spawn(stream_.get_executor(), write_loop(), on_done);
+    });
 }
 
 void HttpConnection::drain() {
@@ -316,8 +395,6 @@ void HttpConnection::drain() {
             beast::error_code ec;
             self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
         }
-        self->reader_wake_.cancel();
-        self->writer_wake_.cancel();
     });
 }
 
@@ -325,14 +402,9 @@ void HttpConnection::force_close() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
 }
 
-asio::awaitable<void> HttpConnection::wait(asio::steady_timer& timer) {
-    // A timer used as a condition variable: notify() is timer.cancel(); callers re-check their
-    // condition in a loop. All on the strand, so no wake-up can be lost between check and wait.
-    timer.expires_at(asio::steady_timer::time_point::max());
-    co_await timer.async_wait(kTuple);
-}
-
-void HttpConnection::push_error(unsigned status, const char* code, const char* message) {
+asio::awaitable<void> HttpConnection::write_error(
+    unsigned status, const char* code, const char* message
+) {
     const std::string rid = new_request_id();
     Logger::log(
         LogLevel::kInfo,
@@ -340,130 +412,112 @@ void HttpConnection::push_error(unsigned status, const char* code, const char* m
         "bad_request",
         std::string("status=") + std::to_string(status) + " code=" + code
     );
-    auto p = std::make_shared<Pending>();
-    p->keep_alive = false;
-    p->response = json_response(status, encode_error(code, message, rid), 11, rid);
-    queue_.push_back(std::move(p));
-    writer_wake_.cancel();
+    HttpResponse res = json_response(status, encode_error(code, message, rid), 11, rid);
+    res.keep_alive(false);
+    stream_.expires_after(ctx_->limits.read_timeout);
+    co_await http::async_write(stream_, res, kTuple);
 }
 
-void HttpConnection::on_read_error(const beast::error_code& ec) {
+asio::awaitable<void> HttpConnection::on_read_error(const beast::error_code& ec) {
     if (ec == http::error::body_limit) {
-        push_error(413, "body_too_large", "the request body is over the size limit");
+        co_await write_error(413, "body_too_large", "the request body is over the size limit");
     } else if (ec == http::error::header_limit) {
-        push_error(431, "headers_too_large", "the request headers are over the size limit");
+        co_await write_error(
+            431, "headers_too_large", "the request headers are over the size limit"
+        );
     } else if (quiet_close(ec)) {
         // Nothing to answer: the peer left, went quiet past a timeout, or we are closing.
     } else if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
-        push_error(400, "invalid_http", "the request is not valid HTTP/1.1");
+        co_await write_error(400, "invalid_http", "the request is not valid HTTP/1.1");
     } else {
         Logger::log(LogLevel::kWarn, {}, "read_failed", "error=\"" + ec.message() + "\"");
     }
 }
 
-asio::awaitable<void> HttpConnection::read_loop() {
-    auto self = shared_from_this();
+asio::awaitable<bool> HttpConnection::read_request(HttpRequest& req) {
     const Limits& limits = ctx_->limits;
-    for (;;) {
-        while (!closed_ && !draining_ && queue_.size() >= limits.pipeline) {
-            co_await wait(reader_wake_);
+    if (buffer_.size() == 0) {
+        // Between requests: the idle timeout applies until the next request's first byte.
+        idle_ = true;
+        stream_.expires_after(limits.idle_timeout);
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), kTuple);
+        idle_ = false;
+        if (ec) {
+            co_await on_read_error(ec);
+            co_return false;
         }
-        if (closed_ || draining_)
-            break;
-        if (buffer_.size() == 0) {
-            // Between requests: the idle timeout applies until the next request's first byte.
-            idle_ = true;
-            stream_.expires_after(limits.idle_timeout);
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), kTuple);
-            idle_ = false;
-            if (ec) {
-                on_read_error(ec);
-                break;
-            }
-            buffer_.commit(n);
-        }
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
-        parser.body_limit(limits.body_bytes);
-        // From the first byte of a request to its last: the read timeout (slow clients).
-        stream_.expires_after(limits.read_timeout);
-        auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, kTuple);
-        if (hec) {
-            on_read_error(hec);
-            break;
-        }
-        if (!parser.is_done()) {
-            // curl and others wait for "100 Continue" before sending larger bodies; only send it
-            // when no response is being written (one writer at a time on the socket).
-            const auto& h = parser.get();
-            if (auto it = h.find(http::field::expect);
-                it != h.end() && beast::iequals(it->value(), "100-continue") && queue_.empty()) {
-                http::response<http::empty_body> cont{http::status::continue_, h.version()};
-                auto [cec, cn] = co_await http::async_write(stream_, cont, kTuple);
-                if (cec) {
-                    on_read_error(cec);
-                    break;
-                }
-            }
-            auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, kTuple);
-            if (bec) {
-                on_read_error(bec);
-                break;
-            }
-        }
-        HttpRequest req = parser.release();
-        auto pending = std::make_shared<Pending>();
-        pending->keep_alive = req.keep_alive() && !draining_;
-        const bool keep = pending->keep_alive;
-        queue_.push_back(pending);
-        asio::co_spawn(
-            stream_.get_executor(),
-            handle(std::move(req), std::move(pending)),
-            [](std::exception_ptr) {}
-        );
-        if (!keep)
-            break;
+        buffer_.commit(n);
     }
-    reader_done_ = true;
-    writer_wake_.cancel();
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
+    parser.body_limit(limits.body_bytes);
+    // From the first byte of a request to its last: the read timeout (slow clients).
+    stream_.expires_after(limits.read_timeout);
+    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, kTuple);
+    if (hec) {
+        co_await on_read_error(hec);
+        co_return false;
+    }
+    if (path_of(parser.get().target()) == kWebhookPath && ctx_->whatsapp != nullptr) {
+        // Meta batches many messages into one POST: up to 3 MiB, whatever the API's limit.
+        parser.body_limit(std::max<std::uint64_t>(limits.body_bytes, kWebhookBodyBytes));
+    }
+    if (!parser.is_done()) {
+        // curl and others wait for "100 Continue" before sending larger bodies.
+        const auto& h = parser.get();
+        if (auto it = h.find(http::field::expect);
+            it != h.end() && beast::iequals(it->value(), "100-continue")) {
+            http::response<http::empty_body> cont{http::status::continue_, h.version()};
+            auto [cec, cn] = co_await http::async_write(stream_, cont, kTuple);
+            if (cec) {
+                co_await on_read_error(cec);
+                co_return false;
+            }
+        }
+        auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, kTuple);
+        if (bec) {
+            co_await on_read_error(bec);
+            co_return false;
+        }
+    }
+    req = parser.release();
+    co_return true;
 }
 
-asio::awaitable<void> HttpConnection::handle(
-    HttpRequest request, std::shared_ptr<Pending> pending
-) {
+asio::awaitable<void> HttpConnection::run() {
     auto self = shared_from_this();
-    const unsigned version = request.version();
-    try {
-        pending->response = co_await route_request(*ctx_, std::move(request));
-    } catch (const std::exception& e) {
-        // route_request catches handler failures; this covers allocation failures around it.
-        const std::string rid = new_request_id();
-        Logger::log(
-            LogLevel::kError, rid, "handler_exception", std::string("what=\"") + e.what() + "\""
-        );
-        pending->response = json_response(
-            500, encode_error("internal", "internal error; quote the request id", rid), version, rid
-        );
-    }
-    writer_wake_.cancel();
-}
-
-asio::awaitable<void> HttpConnection::write_loop() {
-    auto self = shared_from_this();
-    for (;;) {
-        while (!closed_ && (queue_.empty() ? !reader_done_ : !queue_.front()->response)) {
-            co_await wait(writer_wake_);
-        }
-        if (closed_ || queue_.empty())
+    while (!closed_ && !draining_) {
+        HttpRequest req;
+        if (!co_await read_request(req))
             break;
-        std::shared_ptr<Pending> p = queue_.front();
+        const unsigned version = req.version();
+        const bool keep_alive = req.keep_alive();
+        // No timer runs while the request is handled: a slow backend call is bounded by its
+        // own timeout, and the socket has no operation pending.
+        stream_.expires_never();
+        HttpResponse res;
+        try {
+            res = co_await route_request(*ctx_, std::move(req));
+        } catch (const std::exception& e) {
+            // route_request catches handler failures; this covers allocation failures around it.
+            const std::string rid = new_request_id();
+            Logger::log(
+                LogLevel::kError, rid, "handler_exception", std::string("what=\"") + e.what() + "\""
+            );
+            res = json_response(
+                500,
+                encode_error("internal", "internal error; quote the request id", rid),
+                version,
+                rid
+            );
+        }
+        if (closed_)
+            break;
         // The last response of a draining connection tells the client to go elsewhere.
-        const bool last = !p->keep_alive || (draining_ && reader_done_ && queue_.size() == 1);
-        p->response->keep_alive(!last);
+        const bool last = !keep_alive || draining_;
+        res.keep_alive(!last);
         stream_.expires_after(ctx_->limits.read_timeout);
-        auto [ec, n] = co_await http::async_write(stream_, *p->response, kTuple);
-        queue_.pop_front();
-        reader_wake_.cancel();
+        auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
         if (ec) {
             if (!quiet_close(ec)) {
                 Logger::log(LogLevel::kWarn, {}, "write_failed", "error=\"" + ec.message() + "\"");
@@ -472,10 +526,6 @@ asio::awaitable<void> HttpConnection::write_loop() {
         }
         if (last)
             break;
-        if (draining_ && idle_ && queue_.empty()) {
-            beast::error_code sec;
-            stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, sec);
-        }
     }
     close();
 }
@@ -487,8 +537,6 @@ void HttpConnection::close() {
     beast::error_code ec;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
     stream_.close();
-    reader_wake_.cancel();
-    writer_wake_.cancel();
 }
 
 }  // namespace civicflow::server

@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -14,7 +13,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -27,24 +25,34 @@ namespace civicflow::server {
 class MessageService;
 class Store;
 class HttpConnection;
+class WhatsAppChannel;
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 
 // State shared by the listener and its connections.
 struct ServerContext {
-    ServerContext(Limits l, bool access, MessageService& s, Store& st, std::string token = {})
+    ServerContext(
+        Limits l,
+        bool access,
+        MessageService& s,
+        Store& st,
+        std::string token = {},
+        WhatsAppChannel* wa = nullptr
+    )
         : limits(l)
         , access_log(access)
         , service(s)
         , store(st)
-        , admin_token(std::move(token)) {}
+        , admin_token(std::move(token))
+        , whatsapp(wa) {}
 
     Limits limits;
     bool access_log;
     MessageService& service;
     Store& store;
     std::string admin_token;
+    WhatsAppChannel* whatsapp;  // nullptr: the channel is not configured
     std::atomic<bool> draining{false};
 
     std::uint64_t add(const std::shared_ptr<HttpConnection>& c);
@@ -58,42 +66,38 @@ private:
     std::unordered_map<std::uint64_t, std::weak_ptr<HttpConnection>> connections_;
 };
 
-// A connection: a reader coroutine (requests in), a writer coroutine (responses out, in order),
-// one coroutine per request in between; all on the socket's strand, so no member needs a lock.
+// A connection: one coroutine reads a request, routes it and writes its response, then reads
+// the next (keep-alive; pipelined requests already buffered are answered in order, one after
+// the other). Everything of a connection runs on its executor (a strand, or the one thread of
+// a single-threaded io_context), so no member needs a lock.
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 public:
     HttpConnection(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerContext> ctx);
     ~HttpConnection();
 
     void start();
-    // Thread-safe (posted to the strand): stop reading new requests, finish the queued ones.
+    // Thread-safe: stop reading new requests; the request being handled is answered (with
+    // Connection: close) and the connection ends.
     void drain();
     // Thread-safe: close now.
     void force_close();
 
 private:
-    struct Pending {
-        std::optional<HttpResponse> response;
-        bool keep_alive = true;
-    };
-
-    boost::asio::awaitable<void> read_loop();
-    boost::asio::awaitable<void> write_loop();
-    boost::asio::awaitable<void> handle(HttpRequest request, std::shared_ptr<Pending> pending);
-    boost::asio::awaitable<void> wait(boost::asio::steady_timer& timer);
-    // Turns a read error into an error response (413, 431, 400) or a quiet close.
-    void on_read_error(const boost::beast::error_code& ec);
-    void push_error(unsigned status, const char* code, const char* message);
+    boost::asio::awaitable<void> run();
+    // Reads one request into `req`; false when the connection must end (after answering any
+    // protocol error).
+    boost::asio::awaitable<bool> read_request(HttpRequest& req);
+    boost::asio::awaitable<void> write_error(
+        unsigned status, const char* code, const char* message
+    );
+    // The error response to a failed read, or none when the peer simply left.
+    boost::asio::awaitable<void> on_read_error(const boost::beast::error_code& ec);
     void close();
 
     boost::beast::tcp_stream stream_;
     boost::beast::flat_buffer buffer_;
     std::shared_ptr<ServerContext> ctx_;
     std::uint64_t id_ = 0;
-    std::deque<std::shared_ptr<Pending>> queue_;
-    boost::asio::steady_timer reader_wake_;
-    boost::asio::steady_timer writer_wake_;
-    bool reader_done_ = false;
     bool idle_ = false;
     bool draining_ = false;
     bool closed_ = false;
@@ -102,6 +106,10 @@ private:
 // Whether an Authorization header value is "Bearer <token>", compared in constant time (the
 // comparison of two digests does not depend on where, or whether, the strings differ).
 bool bearer_matches(std::string_view header, std::string_view token);
+
+// Webhook bodies may be this large (a batch of many messages), whatever `limits.body_bytes`.
+inline constexpr std::size_t kWebhookBodyBytes = 3 * 1024 * 1024;
+inline constexpr std::string_view kWebhookPath = "/webhooks/whatsapp";
 
 // Decodes %XX escapes of a path segment; nullopt when malformed.
 std::optional<std::string> percent_decode(std::string_view segment);

@@ -11,6 +11,7 @@
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/message_api.hpp>
 #include <civicflow/server/message_service.hpp>
+#include <civicflow/server/whatsapp_channel.hpp>
 
 #include "http_connection.hpp"
 
@@ -28,13 +29,20 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     Impl(asio::any_io_executor ex, Options options, MessageService& service, Store& store)
         : executor(ex)
+        , single_threaded(options.io_threads == 1)
         , strand(asio::make_strand(ex))
         , acceptor(strand)
         , ctx(std::make_shared<ServerContext>(
-              options.limits, options.access_log, service, store, options.admin_token
+              options.limits,
+              options.access_log,
+              service,
+              store,
+              options.admin_token,
+              options.whatsapp
           )) {}
 
     asio::any_io_executor executor;
+    bool single_threaded;
     asio::strand<asio::any_io_executor> strand;
     tcp::acceptor acceptor;
     std::shared_ptr<ServerContext> ctx;
@@ -63,7 +71,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();
         for (;;) {
-            auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(executor), kTuple);
+            // A strand per connection only when several threads run the io_context: with one,
+            // the strand would cost a lock and a type-erased executor copy per operation and
+            // protect nothing. (A named variable: g++ 12 mishandles temporaries of a
+            // conditional expression inside co_await.)
+            asio::any_io_executor socket_executor = executor;
+            if (!single_threaded)
+                socket_executor = asio::make_strand(executor);
+            auto [ec, socket] = co_await acceptor.async_accept(socket_executor, kTuple);
             if (ec) {
                 if (ec == asio::error::operation_aborted || !acceptor.is_open())
                     break;
@@ -110,7 +125,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         // every connection and message report its end, and it costs nothing while serving.
         for (;;) {
             const std::size_t open = ctx->count();
-            const std::size_t in_flight = ctx->service.in_flight();
+            // Messages in flight, and the WhatsApp channel's turns and sends in progress.
+            const std::size_t in_flight =
+                ctx->service.in_flight() +
+                (ctx->whatsapp != nullptr ? ctx->whatsapp->in_flight() : 0);
             if (open == 0 && in_flight == 0) {
                 done(true);
                 co_return;

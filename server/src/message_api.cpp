@@ -185,6 +185,52 @@ std::string encode_message_response(
     return std::string(buf.GetString(), buf.GetSize());
 }
 
+engine::Result<std::vector<engine::Reply>> decode_message_replies(std::string_view json) {
+    rapidjson::Document doc;
+    doc.Parse(json.data(), json.size());
+    const engine::Error bad{"invalid_json", "not a message response"};
+    if (doc.HasParseError() || !doc.IsObject())
+        return bad;
+    const auto replies = doc.FindMember("replies");
+    if (replies == doc.MemberEnd() || !replies->value.IsArray())
+        return bad;
+    auto str = [](const rapidjson::Value& obj, const char* name) -> std::string {
+        const auto it = obj.FindMember(name);
+        if (it == obj.MemberEnd() || !it->value.IsString())
+            return {};
+        return std::string(it->value.GetString(), it->value.GetStringLength());
+    };
+    std::vector<engine::Reply> out;
+    for (const rapidjson::Value& r : replies->value.GetArray()) {
+        if (!r.IsObject())
+            return bad;
+        engine::Reply reply;
+        const std::string type = str(r, "type");
+        if (type == "text") {
+            reply.kind = engine::Reply::Kind::kText;
+            reply.text = str(r, "text");
+        } else if (type == "menu") {
+            reply.kind = engine::Reply::Kind::kMenu;
+            reply.text = str(r, "text");
+            const auto options = r.FindMember("options");
+            if (options != r.MemberEnd() && options->value.IsArray()) {
+                for (const rapidjson::Value& o : options->value.GetArray()) {
+                    if (o.IsObject())
+                        reply.options.push_back({str(o, "id"), str(o, "title")});
+                }
+            }
+        } else if (type == "media") {
+            reply.kind = engine::Reply::Kind::kMedia;
+            reply.url = str(r, "url");
+            reply.caption = str(r, "caption");
+        } else {
+            return bad;
+        }
+        out.push_back(std::move(reply));
+    }
+    return out;
+}
+
 std::string encode_error(
     std::string_view code, std::string_view message, std::string_view request_id
 ) {

@@ -102,19 +102,51 @@ boost::asio::awaitable<ApiReply> MessageService::handle(std::string body, std::s
     auto parsed = parse_message_request(body);
     if (!parsed)
         co_return error_reply(400, parsed.error(), rid);
-    InFlight in_flight(in_flight_);
+    ChannelMessage msg;
+    msg.input = parsed->is_choice ? engine::Input::choice(std::move(parsed->reply_id))
+                                  : engine::Input::text_input(std::move(parsed->text));
+    msg.input.lang = std::move(parsed->lang);
+    msg.user = std::move(parsed->user);
+    msg.message_id = std::move(parsed->message_id);
+    msg.channel = "api";
+    co_return co_await run_locked(msg, rid);
+}
 
+boost::asio::awaitable<ApiReply> MessageService::handle_message(
+    ChannelMessage message, std::string rid
+) {
+    co_return co_await run_locked(message, rid);
+}
+
+boost::asio::awaitable<ApiReply> MessageService::run_locked(
+    const ChannelMessage& msg, const std::string& rid
+) {
+    InFlight in_flight(in_flight_);
     // Everything below runs while holding the citizen's place: a second message of the same
     // citizen (on any connection) waits here until this one has stored its effects. Across
     // instances sharing a store, the store's lease does the same.
-    CitizenQueues::Lock lock = co_await queues_.acquire(parsed->user);
-    auto lease = co_await store_.acquire_lease(parsed->user);
+    CitizenQueues::Lock lock = co_await queues_.acquire(msg.user);
+    auto lease = co_await store_.acquire_lease(msg.user);
     if (!lease)
         co_return store_failure(lease.error(), rid);
     // An exception below skips the release; the lease then expires by itself.
-    ApiReply reply = co_await run_message(*parsed, rid);
+    ApiReply reply = co_await run_message(msg, rid);
     co_await store_.release_lease(std::move(*lease));
     co_return reply;
+}
+
+boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::erase_everything(
+    const std::string& user
+) {
+    auto erased = co_await store_.erase_citizen(user);
+    if (!erased)
+        co_return erased.error();
+    for (const CitizenEraser& eraser : erasers_) {
+        auto done = co_await eraser(user);
+        if (!done)
+            co_return done.error();
+    }
+    co_return engine::Ok{};
 }
 
 boost::asio::awaitable<ApiReply> MessageService::erase_citizen(std::string user, std::string rid) {
@@ -123,7 +155,7 @@ boost::asio::awaitable<ApiReply> MessageService::erase_citizen(std::string user,
     auto lease = co_await store_.acquire_lease(user);
     if (!lease)
         co_return store_failure(lease.error(), rid);
-    auto erased = co_await store_.erase_citizen(user);
+    auto erased = co_await erase_everything(user);
     co_await store_.release_lease(std::move(*lease));
     if (!erased)
         co_return store_failure(erased.error(), rid);
@@ -135,11 +167,12 @@ boost::asio::awaitable<ApiReply> MessageService::erase_citizen(std::string user,
 
 boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
     engine::Turn& turn,
-    const std::string& user,
+    const ChannelMessage& msg,
     const std::string& message_id,
     const std::string& rid,
     Outcome& out
 ) {
+    const std::string& user = msg.user;
     for (int calls = 0;; ++calls) {
         log_events(turn, rid);
         for (auto& r : turn.replies)
@@ -163,11 +196,11 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
                     );
                     break;
                 case engine::Effect::Kind::kOptOut:
-                    out.consent = Consent{false, now(), "api"};
+                    out.consent = Consent{false, now(), msg.channel};
                     Logger::log(LogLevel::kInfo, rid, "opt_out", "citizen=" + citizen_tag(user));
                     break;
                 case engine::Effect::Kind::kOptIn:
-                    out.consent = Consent{true, now(), "api"};
+                    out.consent = Consent{true, now(), msg.channel};
                     Logger::log(LogLevel::kInfo, rid, "opt_in", "citizen=" + citizen_tag(user));
                     break;
             }
@@ -203,7 +236,9 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
         }
         result.call_id = call_effect->call.id;
         engine::Session waiting = std::move(turn.session);
-        turn = engine::turn(*flows_, waiting, engine::Input::call_result(std::move(result)), now());
+        engine::Input input = engine::Input::call_result(std::move(result));
+        input.entry_flow = msg.input.entry_flow;
+        turn = engine::turn(*flows_, waiting, input, now());
         if (calls >= kMaxCallsPerMessage) {
             log_events(turn, rid);
             for (auto& r : turn.replies)
@@ -214,7 +249,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
 }
 
 boost::asio::awaitable<ApiReply> MessageService::run_message(
-    const MessageRequest& req, std::string rid
+    const ChannelMessage& req, const std::string& rid
 ) {
     auto stored = co_await store_.load(req.user, req.message_id);
     if (!stored)
@@ -263,10 +298,10 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
                     (p.call.method == "GET" ? " action=resumed" : " action=failed")
             );
             result.call_id = p.call.id;
-            engine::Turn resumed = engine::turn(
-                *flows_, session, engine::Input::call_result(std::move(result)), now()
-            );
-            auto driven = co_await drive(resumed, req.user, p.message_id, rid, out);
+            engine::Input input = engine::Input::call_result(std::move(result));
+            input.entry_flow = req.input.entry_flow;
+            engine::Turn resumed = engine::turn(*flows_, session, input, now());
+            auto driven = co_await drive(resumed, req, p.message_id, rid, out);
             if (!driven)
                 co_return store_failure(driven.error(), rid);
             session = std::move(resumed.session);
@@ -280,11 +315,8 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     if (recovered_this_message) {
         turn.session = std::move(session);
     } else if (!out.erase) {
-        engine::Input input = req.is_choice ? engine::Input::choice(req.reply_id)
-                                            : engine::Input::text_input(req.text);
-        input.lang = req.lang;
-        turn = engine::turn(*flows_, session, input, now());
-        auto driven = co_await drive(turn, req.user, req.message_id, rid, out);
+        turn = engine::turn(*flows_, session, req.input, now());
+        auto driven = co_await drive(turn, req, req.message_id, rid, out);
         if (!driven)
             co_return store_failure(driven.error(), rid);
     }
@@ -293,13 +325,15 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     if (out.erase) {
         // Erasure drops everything, including this response: a repeat of this message id is then
         // treated as new, which is the price of holding nothing about the citizen.
-        auto erased = co_await store_.erase_citizen(req.user);
+        auto erased = co_await erase_everything(req.user);
         if (!erased)
             co_return store_failure(erased.error(), rid);
         Logger::log(
             LogLevel::kInfo, rid, "citizen_erased", "citizen=" + citizen_tag(req.user) + " via=chat"
         );
-        co_return ApiReply{200, std::move(response)};
+        ApiReply reply{200, std::move(response)};
+        reply.erased = true;
+        co_return reply;
     }
     TurnWrite write;
     write.user = req.user;

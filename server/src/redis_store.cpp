@@ -25,6 +25,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 
 namespace civicflow::server {
 
@@ -87,6 +88,77 @@ std::string key(const char* kind, const std::string& user) {
     return std::string("cf:") + kind + ":{" + user + "}";
 }
 
+// A command in Redis's wire format (RESP), built in one string: hiredis's own formatting
+// (redisAsyncCommandArgv) goes through a printf-like builder and several reallocations, which
+// profiling showed as the largest part of this store's cost on the server.
+class Command {
+public:
+    explicit Command(std::size_t args) {
+        out_.reserve(256);
+        out_ += '*';
+        out_ += std::to_string(args);
+        out_ += "\r\n";
+    }
+
+    Command& arg(std::string_view a) {
+        out_ += '$';
+        out_ += std::to_string(a.size());
+        out_ += "\r\n";
+        out_.append(a);
+        out_ += "\r\n";
+        return *this;
+    }
+
+    Command& arg(std::int64_t v) { return arg(std::to_string(v)); }
+
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string out_;
+};
+
+// A Lua script sent as EVALSHA (its SHA-1, 40 bytes, instead of its text every time); when Redis
+// does not have it cached (restarted, SCRIPT FLUSH) the command is sent again as EVAL, which
+// caches it.
+struct Script {
+    explicit Script(std::string_view text)
+        : body(text) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
+        static constexpr char kHex[] = "0123456789abcdef";
+        for (const unsigned char b : md) {
+            sha += kHex[b >> 4];
+            sha += kHex[b & 15];
+        }
+    }
+
+    std::string body;
+    std::string sha;
+};
+
+// EVALSHA and EVAL forms of one script call with these keys and arguments.
+struct ScriptCall {
+    std::string evalsha;
+    std::string eval;
+};
+
+ScriptCall script_call(
+    const Script& script,
+    std::initializer_list<std::string_view> keys,
+    std::initializer_list<std::string_view> args
+) {
+    auto build = [&](std::string_view command, std::string_view first) {
+        Command c(3 + keys.size() + args.size());
+        c.arg(command).arg(first).arg(static_cast<std::int64_t>(keys.size()));
+        for (const std::string_view k : keys)
+            c.arg(k);
+        for (const std::string_view a : args)
+            c.arg(a);
+        return c.take();
+    };
+    return ScriptCall{build("EVALSHA", script.sha), build("EVAL", script.body)};
+}
+
 std::string encode_consent(const Consent& c) {
     return std::string(c.opted_in ? "1" : "0") + "|" + std::to_string(c.at) + "|" + c.channel;
 }
@@ -109,9 +181,11 @@ std::optional<Consent> decode_consent(const std::string& s) {
 
 }  // namespace
 
-// A command waiting for its reply: completes its caller on the caller's executor.
+// A command waiting for its reply: completes its caller on the caller's executor. `eval` is the
+// EVAL form to resend when an EVALSHA finds the script missing.
 struct PendingReply {
     std::function<void(engine::Result<Reply>)> done;
+    std::string eval;
 };
 
 struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
@@ -128,6 +202,9 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     Options options;
     asio::steady_timer reconnect_timer;
     std::string lease_prefix;  // unique per process: leases are compared by token
+    const Script write_script{kWriteScript};
+    const Script erase_script{kEraseScript};
+    const Script release_script{kReleaseScript};
     std::atomic<std::uint64_t> lease_seq{0};
 
     // Connection state: only touched on the strand.
@@ -271,9 +348,24 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         on_add_write(this);
     }
 
-    static void on_reply(redisAsyncContext*, void* r, void* privdata) {
+    static void on_reply(redisAsyncContext* ac, void* r, void* privdata) {
         std::unique_ptr<PendingReply> pending(static_cast<PendingReply*>(privdata));
         const auto* reply = static_cast<const redisReply*>(r);
+        if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && !pending->eval.empty() &&
+            std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
+            // The script is not in Redis's cache: send its text once, which caches it again.
+            // Only this command is delayed; a citizen's commands are sent one at a time, so
+            // nothing of the same citizen can overtake it.
+            const std::string eval = std::move(pending->eval);
+            PendingReply* raw = pending.get();
+            if (redisAsyncFormattedCommand(ac, &Impl::on_reply, raw, eval.data(), eval.size()) ==
+                REDIS_OK) {
+                pending.release();  // owned by hiredis until on_reply
+                return;
+            }
+            pending->done(kUnavailable);
+            return;
+        }
         if (reply == nullptr) {
             // The connection went away before the reply: the command may or may not have run;
             // the caller answers 503 and the citizen retries (message ids make that safe).
@@ -286,30 +378,24 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
     }
 
-    // Sends one command (on the strand); `done` runs on the strand.
-    void send(std::vector<std::string> args, std::function<void(engine::Result<Reply>)> done) {
+    // Sends one formatted command (on the strand); `done` runs on the strand. `eval`: see
+    // PendingReply.
+    void send(std::string cmd, std::string eval, std::function<void(engine::Result<Reply>)> done) {
         asio::dispatch(
             strand,
-            [self = shared_from_this(), args = std::move(args), done = std::move(done)]() mutable {
+            [self = shared_from_this(),
+             cmd = std::move(cmd),
+             eval = std::move(eval),
+             done = std::move(done)]() mutable {
                 if (self->ac == nullptr || !self->up) {
                     done(kUnavailable);
                     return;
                 }
-                std::vector<const char*> argv;
-                std::vector<std::size_t> lens;
-                for (const auto& a : args) {
-                    argv.push_back(a.data());
-                    lens.push_back(a.size());
-                }
-                auto pending = std::make_unique<PendingReply>(PendingReply{std::move(done)});
+                auto pending =
+                    std::make_unique<PendingReply>(PendingReply{std::move(done), std::move(eval)});
                 PendingReply* raw = pending.get();
-                if (redisAsyncCommandArgv(
-                        self->ac,
-                        &Impl::on_reply,
-                        raw,
-                        static_cast<int>(argv.size()),
-                        argv.data(),
-                        lens.data()
+                if (redisAsyncFormattedCommand(
+                        self->ac, &Impl::on_reply, raw, cmd.data(), cmd.size()
                     ) != REDIS_OK) {
                     pending->done(kUnavailable);
                     return;
@@ -319,10 +405,19 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         );
     }
 
-    // Awaitable command: the reply comes back on the caller's executor.
-    asio::awaitable<engine::Result<Reply>> command(std::vector<std::string> args) {
+    // Sends a command without waiting for its reply (the lease release).
+    void send_and_forget(std::string cmd, std::string eval) {
+        send(std::move(cmd), std::move(eval), [](engine::Result<Reply>) {});
+    }
+
+    asio::awaitable<engine::Result<Reply>> command(ScriptCall call) {
+        return command(std::move(call.evalsha), std::move(call.eval));
+    }
+
+    // Awaitable command (formatted by Command): the reply comes back on the caller's executor.
+    asio::awaitable<engine::Result<Reply>> command(std::string cmd, std::string eval = {}) {
         return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<Reply>)>(
-            [self = shared_from_this()](auto handler, std::vector<std::string> a) {
+            [self = shared_from_this()](auto handler, std::string c, std::string e) {
                 using Handler = decltype(handler);
                 auto work = asio::prefer(
                     asio::get_associated_executor(
@@ -332,12 +427,13 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
                 );
                 // std::function needs a copyable target: share the move-only handler.
                 auto h = std::make_shared<Handler>(std::move(handler));
-                self->send(std::move(a), [h, work](engine::Result<Reply> r) {
+                self->send(std::move(c), std::move(e), [h, work](engine::Result<Reply> r) {
                     asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
                 });
             },
             asio::use_awaitable,
-            std::move(args)
+            std::move(cmd),
+            std::move(eval)
         );
     }
 
@@ -391,10 +487,11 @@ bool RedisStore::connected() const {
 asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
     const std::string& user, const std::string& message_id
 ) {
-    std::vector<std::string> args{"MGET", key("s", user), key("p", user)};
+    Command cmd(message_id.empty() ? 3 : 4);
+    cmd.arg("MGET").arg(key("s", user)).arg(key("p", user));
     if (!message_id.empty())
-        args.push_back(key("m", user) + ":" + message_id);
-    auto reply = co_await impl_->command(std::move(args));
+        cmd.arg(key("m", user) + ":" + message_id);
+    auto reply = co_await impl_->command(cmd.take());
     if (!reply)
         co_return reply.error();
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements.size() < 2)
@@ -414,26 +511,30 @@ asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
     const std::string ttl = std::to_string(impl_->options.message_ttl.count());
-    std::vector<std::string> args{
-        "EVAL",
-        kWriteScript,
-        "5",
-        key("s", w.user),
-        key("m", w.user) + ":" + w.message_id,
-        key("k", w.user),
-        key("c", w.user),
-        key("p", w.user),
-        w.session ? "1" : "0",
-        w.session ? *w.session : std::string(),
-        std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms)),
-        w.message_id.empty() ? "0" : "1",
-        w.message_id,
-        w.response,
-        ttl,
-        w.consent ? encode_consent(*w.consent) : std::string(),
-        w.clear_pending ? "1" : "0",
-        w.pending ? encode_pending_call(*w.pending) : std::string()};
-    auto reply = co_await impl_->command(std::move(args));
+    const std::string session_ttl = std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms));
+    const std::string consent = w.consent ? encode_consent(*w.consent) : std::string();
+    const std::string pending = w.pending ? encode_pending_call(*w.pending) : std::string();
+    // Built in its own statement: g++ 12 cannot keep an initializer_list alive across a
+    // co_await in the same expression.
+    ScriptCall call = script_call(
+        impl_->write_script,
+        {key("s", w.user),
+         key("m", w.user) + ":" + w.message_id,
+         key("k", w.user),
+         key("c", w.user),
+         key("p", w.user)},
+        {w.session ? "1" : "0",
+         w.session ? std::string_view(*w.session) : std::string_view(),
+         session_ttl,
+         w.message_id.empty() ? "0" : "1",
+         w.message_id,
+         w.response,
+         ttl,
+         consent,
+         w.clear_pending ? "1" : "0",
+         pending}
+    );
+    auto reply = co_await impl_->command(std::move(call));
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};
@@ -442,8 +543,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
 asio::awaitable<engine::Result<std::optional<Consent>>> RedisStore::load_consent(
     const std::string& user
 ) {
-    std::vector<std::string> args{"GET", key("c", user)};
-    auto reply = co_await impl_->command(std::move(args));
+    auto reply = co_await impl_->command(Command(2).arg("GET").arg(key("c", user)).take());
     if (!reply)
         co_return reply.error();
     if (reply->nil())
@@ -452,24 +552,19 @@ asio::awaitable<engine::Result<std::optional<Consent>>> RedisStore::load_consent
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std::string& user) {
-    std::vector<std::string> args{
-        "EVAL",
-        kEraseScript,
-        "4",
-        key("s", user),
-        key("k", user),
-        key("c", user),
-        key("p", user),
-        key("m", user) + ":"};
-    auto reply = co_await impl_->command(std::move(args));
+    ScriptCall call = script_call(
+        impl_->erase_script,
+        {key("s", user), key("k", user), key("c", user), key("p", user)},
+        {key("m", user) + ":"}
+    );
+    auto reply = co_await impl_->command(std::move(call));
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::ping() {
-    std::vector<std::string> args{"PING"};
-    auto reply = co_await impl_->command(std::move(args));
+    auto reply = co_await impl_->command(Command(1).arg("PING").take());
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};
@@ -479,16 +574,16 @@ asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::stri
     Lease lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
     const auto deadline = std::chrono::steady_clock::now() + impl_->options.lease_wait;
     std::chrono::milliseconds pause{2};
-    asio::steady_timer timer(co_await asio::this_coro::executor);
+    std::optional<asio::steady_timer> timer;
     for (;;) {
-        std::vector<std::string> args{
-            "SET",
-            key("l", user),
-            lease.token,
-            "NX",
-            "PX",
-            std::to_string(impl_->options.lease_ttl.count())};
-        auto reply = co_await impl_->command(std::move(args));
+        auto reply = co_await impl_->command(Command(6)
+                                                 .arg("SET")
+                                                 .arg(key("l", user))
+                                                 .arg(lease.token)
+                                                 .arg("NX")
+                                                 .arg("PX")
+                                                 .arg(impl_->options.lease_ttl.count())
+                                                 .take());
         if (!reply)
             co_return reply.error();
         if (!reply->nil())
@@ -496,16 +591,21 @@ asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::stri
         // Another instance runs a turn for this citizen: wait for it, briefly and boundedly.
         if (std::chrono::steady_clock::now() + pause > deadline)
             co_return engine::Error{"store", "timed out waiting for a citizen lease"};
-        timer.expires_after(pause);
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (!timer)
+            timer.emplace(co_await asio::this_coro::executor);
+        timer->expires_after(pause);
+        co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
         pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }
 }
 
 asio::awaitable<void> RedisStore::release_lease(Lease lease) {
-    // A failure leaves the lease to expire by itself (lease_ttl).
-    std::vector<std::string> args{"EVAL", kReleaseScript, "1", key("l", lease.user), lease.token};
-    co_await impl_->command(std::move(args));
+    // Not awaited: the citizen's next command on this connection is sent after this one, so
+    // Redis runs the release first, and a lost release leaves the lease to expire by itself
+    // (lease_ttl). Saves a round trip per message.
+    ScriptCall call = script_call(impl_->release_script, {key("l", lease.user)}, {lease.token});
+    impl_->send_and_forget(std::move(call.evalsha), std::move(call.eval));
+    co_return;
 }
 
 }  // namespace civicflow::server

@@ -78,7 +78,7 @@ std::string default_config(
            "threads: 2\n"
            "shutdown_timeout: 5s\n"
            "log: { level: debug, access: true }\n"
-           "limits: { body_bytes: 16384, header_bytes: 4096, pipeline: 4, " +
+           "limits: { body_bytes: 16384, header_bytes: 4096, " +
            (extra_limits.empty() ? "read_timeout: 2s, idle_timeout: 5s, max_connections: 64"
                                  : extra_limits) +
            " }\n"

@@ -17,6 +17,8 @@
 #include <civicflow/engine/diagnostic.hpp>
 #include <civicflow/engine/loader.hpp>
 #include <civicflow/server/backend_client.hpp>
+#include <civicflow/server/channel_memory_store.hpp>
+#include <civicflow/server/channel_sqlite_store.hpp>
 #include <civicflow/server/config.hpp>
 #include <civicflow/server/http_server.hpp>
 #include <civicflow/server/logger.hpp>
@@ -24,6 +26,7 @@
 #include <civicflow/server/message_service.hpp>
 #include <civicflow/server/redis_store.hpp>
 #include <civicflow/server/sqlite_store.hpp>
+#include <civicflow/server/whatsapp_channel.hpp>
 
 #include "commands.hpp"
 
@@ -97,6 +100,105 @@ std::string_view store_kind(const server::StoreSpec& spec) {
 std::string admin_token() {
     const char* token = std::getenv("CIVICFLOW_ADMIN_TOKEN");
     return token == nullptr ? std::string() : std::string(token);
+}
+
+// What the WhatsApp channel runs on; destroyed in reverse order after the server.
+struct WhatsAppParts {
+    std::unique_ptr<server::ChannelStore> store;
+    std::unique_ptr<server::BackendClient> graph;
+    std::unique_ptr<server::WhatsAppChannel> channel;
+};
+
+engine::Result<WhatsAppParts> start_whatsapp(
+    asio::io_context& ioc,
+    const server::ServerConfig& config,
+    const server::StoreSpec& spec,
+    const engine::FlowSet& flows,
+    server::MessageService& service,
+    server::Store& store
+) {
+    const server::WhatsAppConfig& wa = config.whatsapp;
+    for (const auto& [number, flow] : wa.numbers) {
+        if (flows.find_flow(flow) == nullptr) {
+            return engine::Error{
+                "config",
+                "whatsapp number '" + number + "' starts in flow '" + flow +
+                    "', which the flows do not define"};
+        }
+    }
+    auto env = [](const std::string& name) {
+        const char* value = std::getenv(name.c_str());
+        return value == nullptr ? std::string() : std::string(value);
+    };
+    WhatsAppParts parts;
+    server::ChannelRetention retention;
+    retention.inbox = config.store.message_ttl;
+    switch (spec.kind) {
+        case server::StoreSpec::Kind::kMemory:
+            parts.store = std::make_unique<server::ChannelMemoryStore>(retention);
+            break;
+        case server::StoreSpec::Kind::kSqlite:
+        case server::StoreSpec::Kind::kRedis: {
+            // The session database itself (tables wa_*), or with Redis a local file: the
+            // channel's inbox and outbox are not shared between instances yet.
+            server::ChannelSqliteStore::Options options;
+            options.path =
+                spec.kind == server::StoreSpec::Kind::kSqlite ? spec.path : "civicflow-whatsapp.db";
+            options.retention = retention;
+            options.sweep_interval = config.store.sweep_interval;
+            options.durable = config.store.durable;
+            auto opened = server::ChannelSqliteStore::open(std::move(options));
+            if (!opened)
+                return opened.error();
+            parts.store = std::move(*opened);
+            break;
+        }
+    }
+    server::BackendConfig graph;
+    graph.name = "whatsapp";
+    graph.base_url = env(wa.api_base_env);
+    if (graph.base_url.empty())
+        graph.base_url = "https://graph.facebook.com/v23.0";
+    if (!server::split_base_url(graph.base_url, graph)) {
+        return engine::Error{
+            "config", wa.api_base_env + " is not an http(s)://host[:port][/path] URL"};
+    }
+    graph.auth = server::AuthConfig{"Authorization", "Bearer ", wa.access_token_env};
+    graph.timeout = wa.send_timeout;
+    graph.connect_timeout = std::min(wa.send_timeout, server::Millis{3'000});
+    graph.retries = 0;  // the outbox retries, with its own backoff
+    graph.breaker_failures = 50;
+    graph.breaker_pause = server::Millis{5'000};
+    graph.max_idle_connections = 64;
+    auto client = server::BackendClient::create(ioc.get_executor(), {graph}, [](const char* name) {
+        return std::getenv(name);
+    });
+    if (!client)
+        return client.error();
+    parts.graph = std::move(*client);
+    server::WhatsAppSecrets secrets{
+        env(wa.app_secret_env), env(wa.verify_token_env), env(wa.notify_token_env), admin_token()};
+    server::BackendClient* graph_client = parts.graph.get();
+    parts.channel = std::make_unique<server::WhatsAppChannel>(
+        ioc.get_executor(),
+        wa,
+        std::move(secrets),
+        service,
+        store,
+        *parts.store,
+        [graph_client](engine::BackendCall call, std::string rid) {
+            return graph_client->call(std::move(call), std::move(rid));
+        }
+    );
+    server::WhatsAppChannel* channel = parts.channel.get();
+    service.add_eraser([channel](const std::string& user) { return channel->erase(user); });
+    Logger::log(
+        LogLevel::kInfo,
+        {},
+        "whatsapp_enabled",
+        "numbers=" + std::to_string(wa.numbers.size()) + " api=" + graph.host
+    );
+    return parts;
 }
 
 // Warns about backends the flows call but the config does not declare: those calls would take
@@ -293,9 +395,25 @@ int run_serve(int argc, char** argv) {
         server::SessionRetention{
             config.store.session_ttl.count(), config.store.ended_session_ttl.count()}
     );
+    // The WhatsApp channel: on when its app secret is in the environment.
+    std::unique_ptr<server::ChannelStore> channel_store;
+    std::unique_ptr<server::BackendClient> graph_client;
+    std::unique_ptr<server::WhatsAppChannel> whatsapp;
+    if (const char* secret = std::getenv(config.whatsapp.app_secret_env.c_str());
+        secret != nullptr && *secret != '\0') {
+        auto channel = start_whatsapp(ioc, config, *store_spec, *loaded.flows, service, store);
+        if (!channel) {
+            std::fprintf(stderr, "civicflow serve: %s\n", channel.error().message.c_str());
+            return 2;
+        }
+        channel_store = std::move(channel->store);
+        graph_client = std::move(channel->graph);
+        whatsapp = std::move(channel->channel);
+    }
     server::HttpServer http(
         ioc.get_executor(),
-        server::HttpServer::Options{config.limits, config.access_log, admin_token()},
+        server::HttpServer::Options{
+            config.limits, config.access_log, admin_token(), config.threads, whatsapp.get()},
         service,
         store
     );
@@ -317,14 +435,20 @@ int run_serve(int argc, char** argv) {
             std::string("signal=") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                 " timeout_ms=" + std::to_string(config.shutdown_timeout.count())
         );
+        if (whatsapp)
+            whatsapp->stop();
         http.drain(config.shutdown_timeout, [&](bool clean) {
             Logger::log(LogLevel::kInfo, {}, "stopped", clean ? "drained=true" : "drained=false");
             drained = clean;
             backends.close_idle();
+            if (graph_client)
+                graph_client->close_idle();
             ioc.stop();
         });
     });
     http.start();
+    if (whatsapp)
+        whatsapp->start();
 
     // The one line tests and scripts wait for: the bound address (port 0 resolved).
     const bool ipv6 = config.listen_host.find(':') != std::string::npos;

@@ -172,6 +172,22 @@ TEST_SUITE("engine/engine") {
         CHECK(c.last.replies[0].options[1].title == "जन्म प्रमाण पत्र");
     }
 
+    TEST_CASE("an entry flow named by the input starts a new conversation there") {
+        Chat c;
+        Input in = Input::text_input("hello");
+        in.entry_flow = "form";
+        c.run(in);
+        CHECK(c.session.flow == "form");
+        CHECK(c.session.state == "ask_dob");
+        CHECK(c.text(0) == "Date of birth (DD-MM-YYYY)?");
+        // An unknown flow id falls back to the helpline's entry.
+        Chat d;
+        Input other = Input::text_input("hello");
+        other.entry_flow = "no_such_flow";
+        d.run(other);
+        CHECK(d.session.flow == "main");
+    }
+
     TEST_CASE("menu options are chosen by number, Indian digits, id, title or a typo in a title") {
         for (const char* pick : {"1", "१", "১", "status", "Application status", "aplication"}) {
             Chat c;

@@ -33,7 +33,7 @@ threads: 3
 shutdown_timeout: 15s
 log: { level: warn, access: true }
 limits: { body_bytes: 2048, header_bytes: 4096, read_timeout: 5s, idle_timeout: 1m,
-          max_connections: 100, pipeline: 8 }
+          max_connections: 100 }
 store: { type: memory, session_ttl: 7d, message_ttl: 12h }
 backends:
   status:
@@ -60,7 +60,6 @@ backends:
         CHECK(c->access_log);
         CHECK(c->limits.body_bytes == 2048);
         CHECK(c->limits.idle_timeout == 1min);
-        CHECK(c->limits.pipeline == 8);
         CHECK(c->store.session_ttl == 7 * 24h);
         REQUIRE(c->backends.size() == 1);
         const auto& b = c->backends[0];
@@ -94,7 +93,7 @@ backends:
 
     TEST_CASE("every problem is reported in one run with its location") {
         CHECK(errors_of(R"(version: 2
-limits: { body_bytes: lots, pipelin: 4 }
+limits: { body_bytes: lots, max_connection: 4 }
 backends:
   status:
     base_url: ftp://example.org
@@ -105,13 +104,13 @@ backends:
       |          ^
   hint: the supported version is 1
 civicflow.yaml:2:23: error[E109]: invalid value 'lots' for 'body_bytes'
-    2 | limits: { body_bytes: lots, pipelin: 4 }
+    2 | limits: { body_bytes: lots, max_connection: 4 }
       |                       ^~~~
   hint: expected an integer from 1024 to 67108864
-civicflow.yaml:2:29: error[E102]: unknown key 'pipelin' in 'limits'
-    2 | limits: { body_bytes: lots, pipelin: 4 }
-      |                             ^~~~~~~
-  hint: did you mean 'pipeline'?
+civicflow.yaml:2:29: error[E102]: unknown key 'max_connection' in 'limits'
+    2 | limits: { body_bytes: lots, max_connection: 4 }
+      |                             ^~~~~~~~~~~~~~
+  hint: did you mean 'max_connections'?
 civicflow.yaml:5:15: error[E109]: invalid base_url 'ftp://example.org' in backend 'status'
     5 |     base_url: ftp://example.org
       |               ^~~~~~~~~~~~~~~~~
@@ -124,6 +123,70 @@ civicflow.yaml:7:11: error[E103]: missing key 'env' in 'auth' of backend 'status
     7 |     auth: { header: Authorization }
       |           ^
   hint: name the environment variable that holds the secret
+)");
+    }
+
+    TEST_CASE("the whatsapp section maps numbers to flows and names its variables") {
+        engine::Diagnostics diags;
+        auto c = server::parse_config(
+            "civicflow.yaml",
+            R"(version: 1
+whatsapp:
+  numbers:
+    "106540352242922": { flow: passport }
+    "106540352242923": { flow: main }
+  app_secret_env: DEPT_WA_SECRET
+  send_rate: 20
+  recipient_interval: 500ms
+  retry_backoff: 2s
+  max_attempts: 5
+  list_button: Options
+  mark_read: false
+)",
+            diags
+        );
+        REQUIRE(c);
+        CHECK(diags.empty());
+        const auto& wa = c->whatsapp;
+        REQUIRE(wa.numbers.size() == 2);
+        CHECK(wa.numbers[0] == std::pair<std::string, std::string>{"106540352242922", "passport"});
+        CHECK(wa.numbers[1].second == "main");
+        CHECK(wa.app_secret_env == "DEPT_WA_SECRET");
+        CHECK(wa.verify_token_env == "CIVICFLOW_WA_VERIFY_TOKEN");
+        CHECK(wa.send_rate == 20);
+        CHECK(wa.recipient_interval == server::Millis{500});
+        CHECK(wa.retry_backoff == server::Millis{2000});
+        CHECK(wa.max_attempts == 5);
+        CHECK(wa.list_button == "Options");
+        CHECK_FALSE(wa.mark_read);
+        // Defaults when the section is absent.
+        engine::Diagnostics none;
+        auto d = server::parse_config("c.yaml", "version: 1\n", none);
+        REQUIRE(d);
+        CHECK(d->whatsapp.numbers.empty());
+        CHECK(d->whatsapp.send_rate == 80);
+        CHECK(d->whatsapp.access_token_env == "CIVICFLOW_WA_ACCESS_TOKEN");
+    }
+
+    TEST_CASE("whatsapp mistakes are reported with their location") {
+        CHECK(errors_of(R"(version: 1
+whatsapp:
+  numbers: { "+91 98": { flow: main }, "1065": { flows: main } }
+  list_button: "A button text far too long"
+)") == R"(civicflow.yaml:3:14: error[E109]: invalid phone number id '+91 98'
+    3 |   numbers: { "+91 98": { flow: main }, "1065": { flows: main } }
+      |              ^~~~~~
+  hint: use the numeric id Meta shows for the number, in quotes
+civicflow.yaml:3:48: error[E103]: missing key 'flow' in number '1065'
+    3 |   numbers: { "+91 98": { flow: main }, "1065": { flows: main } }
+      |                                                ^
+civicflow.yaml:3:50: error[E102]: unknown key 'flows' in number '1065'
+    3 |   numbers: { "+91 98": { flow: main }, "1065": { flows: main } }
+      |                                                  ^~~~~
+  hint: did you mean 'flow'?
+civicflow.yaml:4:16: error[E109]: 'list_button' must be 1 to 20 characters (a WhatsApp limit)
+    4 |   list_button: "A button text far too long"
+      |                ^~~~~~~~~~~~~~~~~~~~~~~~~~
 )");
     }
 

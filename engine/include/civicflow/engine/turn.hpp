@@ -36,6 +36,10 @@ struct Input {
     InboundMedia media;     // kMedia
     std::string lang;       // optional language hint for a new session ("hi")
     std::string profile_name;
+    /// The flow a new (or restarted) conversation starts in, overriding the helpline's `entry`
+    /// (one server hosting several helplines, e.g. one WhatsApp number per department); ""
+    /// or an unknown flow id: the helpline's entry.
+    std::string entry_flow;
 
     static Input text_input(std::string text);
     static Input choice(std::string id);

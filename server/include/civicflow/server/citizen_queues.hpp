@@ -2,11 +2,11 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -70,7 +70,9 @@ private:
     struct Waiter;  // a suspended acquire(): a timer on its strand and a "granted" flag
 
     struct Entry {
-        std::deque<std::shared_ptr<Waiter>> waiters;
+        // Messages of one citizen rarely overlap, so this is nearly always empty: a vector
+        // allocates nothing until used (a deque allocates on construction, once per message).
+        std::vector<std::shared_ptr<Waiter>> waiters;
     };
 
     // Takes the lock if free; else queues `waiter` (when given) under the same mutex.

@@ -18,14 +18,13 @@ using Millis = std::chrono::milliseconds;
 
 /// Protection limits of the HTTP listener.
 ///   limits: { body_bytes: 65536, header_bytes: 8192, read_timeout: 10s, idle_timeout: 60s,
-///             max_connections: 10000, pipeline: 16 }
+///             max_connections: 10000 }
 struct Limits {
     std::size_t body_bytes = 64 * 1024;    // larger bodies: 413
     std::size_t header_bytes = 8 * 1024;   // larger headers: 431
     Millis read_timeout{10'000};           // from a request's first byte to its last
     Millis idle_timeout{60'000};           // keep-alive wait for the next request
     std::size_t max_connections = 10'000;  // past it new connections get a 503 and are closed
-    std::size_t pipeline = 16;             // requests read ahead of their responses per connection
 };
 
 /// How the auth header of a backend is built; the secret itself only ever lives in the
@@ -88,6 +87,42 @@ struct StoreConfig {
     Millis lease_ttl{30'000};
 };
 
+/// The WhatsApp Cloud API channel. Secrets and the API base URL come from the environment
+/// variables named here (never from the file); the channel is on when the app secret variable
+/// is set. With no `numbers`, every phone number id starts in the helpline's entry flow.
+///   whatsapp:
+///     numbers:                          # phone number id -> the flow its citizens start in
+///       "106540352242922": { flow: passport }
+///     app_secret_env: CIVICFLOW_WA_APP_SECRET
+///     verify_token_env: CIVICFLOW_WA_VERIFY_TOKEN
+///     access_token_env: CIVICFLOW_WA_ACCESS_TOKEN
+///     api_base_env: CIVICFLOW_WA_API_BASE   # default https://graph.facebook.com/v23.0
+///     notify_token_env: CIVICFLOW_NOTIFY_TOKEN  # bearer token of POST /v1/notifications
+///     send_rate: 80                     # messages per second per phone number
+///     recipient_interval: 200ms         # least time between two sends to one citizen
+///     retry_backoff: 1s                 # first retry delay; doubles, with jitter
+///     max_retry_backoff: 5m
+///     max_attempts: 10                  # then the message is recorded as failed
+///     send_timeout: 10s                 # one Graph API request
+///     list_button: Choose               # button text of list menus (at most 20 characters)
+///     mark_read: true                   # mark each message read, with a typing indicator
+struct WhatsAppConfig {
+    std::vector<std::pair<std::string, std::string>> numbers;  // phone number id, entry flow
+    std::string app_secret_env = "CIVICFLOW_WA_APP_SECRET";
+    std::string verify_token_env = "CIVICFLOW_WA_VERIFY_TOKEN";
+    std::string access_token_env = "CIVICFLOW_WA_ACCESS_TOKEN";
+    std::string api_base_env = "CIVICFLOW_WA_API_BASE";
+    std::string notify_token_env = "CIVICFLOW_NOTIFY_TOKEN";
+    double send_rate = 80;
+    Millis recipient_interval{200};
+    Millis retry_backoff{1'000};
+    Millis max_retry_backoff{300'000};
+    int max_attempts = 10;
+    Millis send_timeout{10'000};
+    std::string list_button = "Choose";
+    bool mark_read = true;
+};
+
 /// Everything `civicflow serve` runs with. Defaults apply to whatever the file leaves out.
 ///   version: 1
 ///   flows: flows/
@@ -106,6 +141,7 @@ struct ServerConfig {
     Limits limits;
     StoreConfig store;
     std::vector<BackendConfig> backends;
+    WhatsAppConfig whatsapp;
 };
 
 /// Host and port of a listen address.
@@ -116,6 +152,10 @@ struct ListenAddress {
 
 /// Parses "HOST:PORT" ("127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0"). Error code "listen".
 engine::Result<ListenAddress> parse_listen_address(std::string_view text);
+
+/// Fills `b`'s tls, host, port and base_path from "http(s)://host[:port][/base]"; false when
+/// the URL is not of that form (user info, another scheme, an empty host or a bad port).
+bool split_base_url(std::string_view url, BackendConfig& b);
 
 /// Parses a duration "250ms", "10s", "30m", "2h", "1d". Error code "duration".
 engine::Result<Millis> parse_duration(std::string_view text);

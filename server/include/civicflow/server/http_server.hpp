@@ -18,16 +18,18 @@ namespace civicflow::server {
 
 class MessageService;
 class Store;
+class WhatsAppChannel;
 
-/// Async Beast server in the C++20 coroutine style (one coroutine reads requests, one writes
-/// responses, one per request handles it; all of a connection on its own strand).
+/// Async Beast server in the C++20 coroutine style: one coroutine per connection reads a
+/// request, routes it, writes the response and reads the next.
 ///
-/// Keep-alive and pipelining: up to `limits.pipeline` requests of one connection are read and
-/// handled ahead of their responses, which are written strictly in request order. Every read
-/// has a timeout (`idle_timeout` before a request's first byte, `read_timeout` until its last),
-/// every parser a header and body limit (431 and 413), the listener a connection cap (503 and
-/// close). A handler that throws becomes a 500 carrying the request id; errors are logged once,
-/// with the request id and no personal data. end_of_stream is a normal close.
+/// Keep-alive and pipelining: requests sent back to back on one connection are answered in
+/// order, one after the other (a citizen's ordering across connections is the message service's
+/// job). Every read has a timeout (`idle_timeout` before a request's first byte, `read_timeout`
+/// until its last), every parser a header and body limit (431 and 413), the listener a
+/// connection cap (503 and close). A handler that throws becomes a 500 carrying the request id;
+/// errors are logged once, with the request id and no personal data. end_of_stream is a normal
+/// close.
 ///
 /// Thread-safe; run the io_context on as many threads as wanted.
 class HttpServer {
@@ -38,6 +40,13 @@ public:
         /// Bearer token of DELETE /v1/citizens/{id} (from CIVICFLOW_ADMIN_TOKEN); empty: the
         /// endpoint answers 403. Compared in constant time.
         std::string admin_token;
+        /// Threads running the io_context. With one, connections use the io_context's executor
+        /// directly (its single thread already serializes them); with more (or 0, unknown),
+        /// each connection gets its own strand.
+        int io_threads = 0;
+        /// The WhatsApp channel behind /webhooks/whatsapp, /v1/notifications and
+        /// /v1/admin/whatsapp/...; nullptr: those answer 404.
+        WhatsAppChannel* whatsapp = nullptr;
     };
 
     HttpServer(

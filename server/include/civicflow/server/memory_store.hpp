@@ -1,23 +1,34 @@
-/// The in-memory Store: everything about a citizen in one sharded hash map entry, with TTLs.
+/// The in-memory Store: one compact record per citizen in flat hash tables, with TTLs.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
-#include <unordered_map>
 
 #include <civicflow/server/store.hpp>
 
 namespace civicflow::server {
 
-/// Keeps everything in process memory; lost on restart (tests and benchmarks). Thread-safe:
-/// 64 shards, each with its own mutex, chosen by a hash of the citizen id, so different
-/// citizens rarely contend. Expired entries are treated as absent when read and swept from a
-/// shard every 1024 writes, so memory stays bounded by what is live within the TTLs. An idle
-/// citizen costs one map node with the encoded session; message ids, consent and pending calls
-/// live in a side record allocated only when used. Never fails.
+/// Keeps everything in process memory; lost on restart (tests, benchmarks, one-instance demos).
+/// Thread-safe: 16 shards, each with its own mutex, chosen by a hash of the citizen id.
+///
+/// Memory is what this store is about (a helpline holds every citizen who stopped mid-form for a
+/// week): an idle citizen costs one heap block holding the session's expiry, the citizen id and
+/// the session, plus one pointer in an open-addressing table. The session is kept packed: the
+/// parts many citizens share (the JSON keys, flow and state names, the history, the flow set
+/// version) become one-byte references into the shard's phrase dictionary (reference-counted,
+/// so it holds only what live sessions use), long numbers (timestamps) become varints, and what
+/// a citizen typed (slot values) is kept as it is. Packing is exact for any string: get()
+/// returns byte for byte what was stored. Message ids, consent and pending calls live in a side
+/// map, allocated only for citizens who have them.
+///
+/// Expired entries are treated as absent when read. Every write also examines two slots of its
+/// shard's table and drops what has expired there (so a table is swept once per half its size in
+/// writes, with no per-entry expiry structure), and the side map is swept whenever it has seen
+/// as many writes as it has entries (at least 1,024). Never fails.
 class MemoryStore final : public Store {
 public:
     /// Milliseconds since the epoch; injectable so tests control expiry.
@@ -51,10 +62,12 @@ public:
     std::size_t session_count();
     /// Citizens with any entry (sessions, message ids, consent, pending calls).
     std::size_t citizen_count();
+    /// Distinct phrases held by the shards' dictionaries (tests and metrics).
+    std::size_t phrase_count();
 
 private:
     struct Shard;
-    Shard& shard_for(const std::string& user);
+    Shard& shard_for(std::size_t hash);
     std::int64_t now() const;
 
     std::chrono::milliseconds message_ttl_;

@@ -42,6 +42,10 @@ std::string encode_message_response(
     const engine::Session& session
 );
 
+/// The replies of a response made by encode_message_response() (a channel delivers them).
+/// Error "invalid_json" when `json` is not such a response.
+engine::Result<std::vector<engine::Reply>> decode_message_replies(std::string_view json);
+
 /// The one error shape of the API:
 ///   {"error": {"code": "...", "message": "..."}, "request_id": "..."}
 std::string encode_error(

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -28,7 +29,23 @@ using CallPerformer =
 struct ApiReply {
     unsigned status = 200;
     std::string body;
+    const char* content_type = "application/json";  // "text/plain" for the webhook challenge
+    bool erased = false;  // the citizen asked for erasure in this message: nothing is kept
 };
+
+/// A message that reached the server through a channel other than the JSON body of
+/// POST /v1/messages (the WhatsApp webhook), already validated.
+struct ChannelMessage {
+    std::string user;        // the session key ("wa:<phone number id>:<citizen>")
+    engine::Input input;     // text, choice, media or location, with profile name and entry flow
+    std::string message_id;  // the channel's message id: a repeat changes nothing
+    std::string channel;     // recorded with consent changes ("whatsapp")
+};
+
+/// Removes what another part of the server keeps about a citizen (the WhatsApp inbox and
+/// outbox), run with the store's erasure.
+using CitizenEraser =
+    std::function<boost::asio::awaitable<engine::Result<engine::Ok>>(const std::string& user)>;
 
 /// How long sessions are kept. A session waiting for the citizen is kept for its flow's
 /// `idle_timeout` (after which the engine offers to resume) plus `idle_grace`; a session with
@@ -72,6 +89,13 @@ public:
     /// which turns them into a 500.
     boost::asio::awaitable<ApiReply> handle(std::string body, std::string request_id);
 
+    /// Handles a message from another channel exactly as handle() handles a body: same queue,
+    /// idempotency, durability and response JSON (whose replies the channel then delivers).
+    boost::asio::awaitable<ApiReply> handle_message(ChannelMessage message, std::string request_id);
+
+    /// Adds an eraser run whenever a citizen is erased (admin or chat). Call before serving.
+    void add_eraser(CitizenEraser eraser) { erasers_.push_back(std::move(eraser)); }
+
     /// Erases everything stored about `user` (DELETE /v1/citizens/{id}), waiting for any
     /// message of that citizen in progress. 200 {"status":"erased"}, or 503 on a store failure.
     boost::asio::awaitable<ApiReply> erase_citizen(std::string user, std::string request_id);
@@ -89,12 +113,14 @@ private:
     struct Outcome;
     std::int64_t now() const;
     std::int64_t session_ttl(const engine::Session& session) const;
-    boost::asio::awaitable<ApiReply> run_message(const MessageRequest& req, std::string rid);
+    boost::asio::awaitable<ApiReply> run_locked(const ChannelMessage& msg, const std::string& rid);
+    boost::asio::awaitable<ApiReply> run_message(const ChannelMessage& msg, const std::string& rid);
+    boost::asio::awaitable<engine::Result<engine::Ok>> erase_everything(const std::string& user);
     // Performs the backend calls of `turn` (storing each as pending first) and resumes the
     // turn with their results; collects replies and effects into `out`.
     boost::asio::awaitable<engine::Result<engine::Ok>> drive(
         engine::Turn& turn,
-        const std::string& user,
+        const ChannelMessage& msg,
         const std::string& message_id,
         const std::string& rid,
         Outcome& out
@@ -106,6 +132,7 @@ private:
     Clock clock_;
     SessionRetention retention_;
     CitizenQueues queues_;
+    std::vector<CitizenEraser> erasers_;
     std::atomic<std::size_t> in_flight_{0};
 };
 

@@ -304,6 +304,58 @@ TEST_SUITE("integration/whatsapp") {
         ));
     }
 
+    TEST_CASE("a username-only citizen is answered by user id, a photo reaches the grievance") {
+        FakeGraph graph;
+        Server s(ct::make_temp_dir(), graph);
+        const std::string user = "US.13491208655302741918";
+        const std::string body =
+            std::string(R"({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[)") +
+            R"({"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1",)" +
+            R"("phone_number_id":")" + kNumber +
+            R"("},"contacts":[{"profile":{"name":"Sam","username":"@sam.k"},"user_id":")" + user +
+            R"("}],"messages":[{"from_user_id":")" + user + R"(","id":"wamid.U1","timestamp":")" +
+            now_seconds() + R"(","type":"text","text":{"body":"hi"}}]},"field":"messages"}]}]})";
+        REQUIRE(s.signed_post(body)->status == 200);
+        const auto sends = settled_sends(graph, user);
+        CHECK(sends.back().body.find("\"recipient\":\"" + user + "\"") != std::string::npos);
+        // A phone-number citizen files a grievance with a photo (media id, MIME type, caption).
+        const std::string to = "919800000014";
+        REQUIRE(s.signed_post(button_reply(to, "wamid.G1", "grievance"))->status == 200);
+        const std::string ask = settled_sends(graph, to).back().body;
+        CHECK(ask.find("\"text\"") != std::string::npos);
+        // Walk the grievance flow with text until it asks for the photo, then send one.
+        bool asked_photo = false;
+        const std::vector<std::string> answers{
+            "streetlight",
+            "The streetlight on MG Road has been broken for two weeks",
+            "No light on MG Road for two weeks now"};
+        for (std::size_t i = 0; i < answers.size() && !asked_photo; ++i) {
+            const std::size_t n = sends_to(graph, to).size();
+            REQUIRE(
+                s.signed_post(text_message(to, "wamid.G" + std::to_string(i + 2), answers[i]))
+                    ->status == 200
+            );
+            const std::string last = settled_sends(graph, to, n + 1).back().body;
+            asked_photo = last.find("photo") != std::string::npos;
+        }
+        std::string all;
+        for (auto& r : sends_to(graph, to))
+            all += r.body.substr(0, 160) + "\n";
+        REQUIRE_MESSAGE(asked_photo, all);
+        const std::size_t n = sends_to(graph, to).size();
+        const std::string photo = webhook(
+            R"([{"from":")" + to + R"(","id":"wamid.G9","timestamp":")" + now_seconds() +
+                R"(","type":"image","image":{"caption":"the broken light","mime_type":"image/jpeg",)"
+                R"("sha256":"abc","id":"1003383421387256"}}])",
+            to
+        );
+        REQUIRE(s.signed_post(photo)->status == 200);
+        const std::string after = settled_sends(graph, to, n + 1).back().body;
+        // The flow moved past the photo question (no re-ask for a photo).
+        CHECK(after.find("Please send the photo itself") == std::string::npos);
+        CHECK(after.find("photo of the problem") == std::string::npos);
+    }
+
     TEST_CASE("a list reply is a menu choice") {
         FakeGraph graph;
         Server s(ct::make_temp_dir(), graph);
@@ -364,6 +416,9 @@ TEST_SUITE("integration/whatsapp") {
         const std::string gone = "919800000008";
         graph.fail_recipient(flaky, FakeGraph::Failure::kServerError, 2);
         graph.fail_recipient(gone, FakeGraph::Failure::kUndeliverable);
+        const std::string throttled = "919800000015";
+        graph.fail_recipient(throttled, FakeGraph::Failure::kRateLimit, 1);
+        REQUIRE(s.signed_post(text_message(throttled, "wamid.R3", "hi"))->status == 200);
         REQUIRE(s.signed_post(text_message(flaky, "wamid.R1", "hi"))->status == 200);
         REQUIRE(s.signed_post(text_message(gone, "wamid.R2", "hi"))->status == 200);
         // Two 500s, then accepted: three attempts for the first message.
@@ -375,6 +430,14 @@ TEST_SUITE("integration/whatsapp") {
             milliseconds(10000)
         ));
         CHECK(sends_to(graph, flaky).size() >= 3);
+        // Throttled (130429) once, then sent after the pause.
+        CHECK(ct::poll_until(
+            [&] {
+                auto v = sends_to(graph, throttled);
+                return v.size() >= 2 && v.front().status == 429 && v.back().status == 200;
+            },
+            milliseconds(10000)
+        ));
         REQUIRE(ct::poll_until(
             [&] {
                 return admin_get(s, "/v1/admin/whatsapp/messages/wamid.R2%230")

@@ -114,6 +114,22 @@ ApiReply store_unavailable(const std::string& rid) {
     );
 }
 
+// Drops from a due list what was settled after the list's read was issued (at `issued`), and
+// forgets settlements that a read issued after them has now reflected. Call with the lock held.
+template <typename T, typename Id>
+void drop_stale(
+    std::vector<T>& items,
+    std::map<std::string, std::uint64_t>& settled,
+    std::uint64_t issued,
+    Id id
+) {
+    std::erase_if(items, [&](const T& item) {
+        const auto it = settled.find(id(item));
+        return it != settled.end() && it->second > issued;
+    });
+    std::erase_if(settled, [issued](const auto& e) { return e.second <= issued; });
+}
+
 std::string query_param(std::string_view query, std::string_view name) {
     while (!query.empty()) {
         const auto amp = query.find('&');
@@ -338,6 +354,8 @@ asio::awaitable<void> WhatsAppChannel::process_conversation(std::string key) {
         }
         std::lock_guard lock(mutex_);
         inbox_in_hand_.erase(item.wamid);
+        if (done)
+            settled_inbox_[item.wamid] = ++settlements_;
         if (!done) {
             // A store failure: the item stays in the inbox and the recovery loop retries it;
             // later messages of this citizen wait for it there too.
@@ -444,8 +462,19 @@ asio::awaitable<void> WhatsAppChannel::mark_read(std::string phone_number_id, st
 asio::awaitable<void> WhatsAppChannel::recovery_loop() {
     asio::steady_timer timer(strand_);
     while (!stopping_.load()) {
+        std::uint64_t issued = 0;
+        {
+            std::lock_guard lock(mutex_);
+            issued = settlements_;
+        }
         auto due = co_await channel_.due_inbound(256);
         if (due) {
+            {
+                std::lock_guard lock(mutex_);
+                drop_stale(*due, settled_inbox_, issued, [](const InboxItem& i) {
+                    return i.wamid;
+                });
+            }
             schedule(std::move(*due));
         } else {
             Logger::log(
@@ -460,7 +489,16 @@ asio::awaitable<void> WhatsAppChannel::recovery_loop() {
 asio::awaitable<void> WhatsAppChannel::sender_loop() {
     while (!stopping_.load()) {
         wake_pending_.store(false);
+        std::uint64_t issued = 0;
+        {
+            std::lock_guard lock(mutex_);
+            issued = settlements_;
+        }
         auto due = co_await channel_.due_outbound(now(), 512);
+        if (due) {
+            std::lock_guard lock(mutex_);
+            drop_stale(*due, settled_outbox_, issued, [](const OutboxItem& i) { return i.id; });
+        }
         if (!due) {
             Logger::log(
                 LogLevel::kWarn, {}, "whatsapp_outbox_unavailable", "code=" + due.error().code
@@ -516,6 +554,12 @@ asio::awaitable<void> WhatsAppChannel::send_conversation(
                 "whatsapp_send_exception",
                 std::string("what=\"") + e.what() + "\""
             );
+        }
+        {
+            // Whatever happened (sent, failed, rescheduled, or a store error that left it
+            // queued), a due list read before now must not send it again.
+            std::lock_guard lock(mutex_);
+            settled_outbox_[item.id] = ++settlements_;
         }
         if (!go_on)
             break;

@@ -169,7 +169,9 @@ engine::Result<WhatsAppParts> start_whatsapp(
     graph.retries = 0;  // the outbox retries, with its own backoff
     graph.breaker_failures = 50;
     graph.breaker_pause = server::Millis{5'000};
-    graph.max_idle_connections = 64;
+    // As many pooled connections as conversations the sender may have in flight, so that a
+    // burst of replies reuses connections instead of opening one per send.
+    graph.max_idle_connections = 512;
     auto client = server::BackendClient::create(ioc.get_executor(), {graph}, [](const char* name) {
         return std::getenv(name);
     });

@@ -144,7 +144,6 @@ public:
     const WhatsAppStats& stats() const { return stats_; }
 
 private:
-    struct Item;
     std::int64_t now() const;
     std::string entry_flow(const std::string& phone_number_id) const;
     // Hands new inbox items to their conversations (one coroutine per citizen at a time).
@@ -176,6 +175,12 @@ private:
     std::set<std::string> inbox_in_hand_;                   // wamids being processed
     std::map<std::string, std::deque<InboxItem>> pending_;  // per key, while it is processed
     std::set<std::string> sending_;  // "<pnid>:<recipient>" conversations sending
+    // The store's due lists are snapshots: one read before an item was settled (sent, failed,
+    // rescheduled, or its turn done) may arrive after that. Items settled after the read was
+    // issued are skipped; entries go once a read issued after them has come back.
+    std::uint64_t settlements_ = 0;
+    std::map<std::string, std::uint64_t> settled_outbox_;      // outbox id -> settlement number
+    std::map<std::string, std::uint64_t> settled_inbox_;       // wamid -> settlement number
     std::map<std::string, std::int64_t> number_next_ms_;       // token bucket per phone number
     std::map<std::string, std::int64_t> number_paused_until_;  // throttled numbers
     std::map<std::string, std::int64_t> recipient_next_ms_;    // pacing per recipient

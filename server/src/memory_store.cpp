@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -152,18 +153,52 @@ void release_phrases(std::string_view packed, Phrases& phrases) {
     }
 }
 
-// Packs `s` into `out` (acquiring its phrases); false, with nothing acquired, when `s` is better
-// stored raw (a byte below 0x20, or no gain).
-bool pack(std::string_view s, Phrases& phrases, std::string& out) {
-    for (const char c : s) {
-        if (static_cast<unsigned char>(c) < 0x20)
-            return false;
+// Whether `s` has a byte below 0x20, eight bytes at a time: (x - 0x20 in every byte) & ~x has a
+// byte's high bit set exactly when some byte of x is below 0x20 (bytes >= 0x80 never match).
+bool has_control_byte(std::string_view s) {
+    constexpr std::uint64_t kBelow = 0x2020202020202020ULL;
+    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+    std::size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        std::uint64_t x = 0;
+        std::memcpy(&x, s.data() + i, sizeof x);
+        if (((x - kBelow) & ~x & kHigh) != 0)
+            return true;
     }
+    for (; i < s.size(); ++i) {
+        if (static_cast<unsigned char>(s[i]) < 0x20)
+            return true;
+    }
+    return false;
+}
+
+// What the packer stops at outside strings; every other byte joins the current phrase.
+enum : unsigned char { kPlain = 0, kQuote, kOpen, kClose, kDigit };
+
+constexpr std::array<unsigned char, 256> kClass = [] {
+    std::array<unsigned char, 256> t{};
+    t['"'] = kQuote;
+    t['{'] = kOpen;
+    t['['] = kOpen;
+    t['}'] = kClose;
+    t[']'] = kClose;
+    for (int c = '1'; c <= '9'; ++c)
+        t[static_cast<std::size_t>(c)] = kDigit;
+    return t;
+}();
+
+// Packs `s` into `out` (acquiring its phrases); false, with nothing acquired, when `s` is better
+// stored raw (a byte below 0x20, or no gain). Runs on every write, so it scans each byte once
+// and stops only at quotes, brackets and digits.
+bool pack(std::string_view s, Phrases& phrases, std::string& out) {
+    if (has_control_byte(s))
+        return false;
     out.clear();
-    std::size_t start = 0;    // where the current phrase began
-    int depth = 0;            // brackets open outside strings
-    int slots_depth = -1;     // depth of the "slots" object while inside it
-    bool slots_next = false;  // the last token was the key "slots"
+    const std::size_t n = s.size();
+    std::size_t start = 0;     // where the current phrase began
+    int depth = 0;             // brackets open outside strings
+    int slots_depth = -1;      // depth of the "slots" object while inside it
+    bool slots_opens = false;  // the key "slots" was just read and its object opens next
     auto flush = [&](std::size_t end) {
         const std::string_view run = s.substr(start, end - start);
         if (run.size() >= kMinPhrase) {
@@ -175,62 +210,67 @@ bool pack(std::string_view s, Phrases& phrases, std::string& out) {
         start = end;
     };
     std::size_t i = 0;
-    while (i < s.size()) {
+    while (i < n) {
+        const unsigned char k = kClass[static_cast<unsigned char>(s[i])];
+        if (k == kPlain) {
+            ++i;
+            continue;
+        }
         if (i - start >= kMaxPhrase)
             flush(i);
-        const char c = s[i];
-        if (c == '"') {
+        if (k == kQuote) {
             std::size_t j = i + 1;
-            while (j < s.size() && s[j] != '"')
+            while (j < n && s[j] != '"')
                 j += s[j] == '\\' ? 2 : 1;
-            if (j >= s.size())
+            if (j >= n)
                 break;  // unterminated: the rest joins the phrase
-            const std::string_view token = s.substr(i, j + 1 - i);
-            const bool key = j + 1 < s.size() && s[j + 1] == ':';
+            const bool key = j + 1 < n && s[j + 1] == ':';
             if (!key && slots_depth >= 0) {
                 // A slot value (a name, a date the citizen typed): the citizen's own, so kept
                 // out of the shared dictionary, which would otherwise hold one phrase per
                 // citizen.
                 flush(i);
-                out.append(token);
+                out.append(s.substr(i, j + 1 - i));
                 start = j + 1;
             }
-            slots_next = key && token == "\"slots\"";
+            slots_opens = key && j + 2 < n && s[j + 2] == '{' && slots_depth < 0 &&
+                          s.substr(i, j + 1 - i) == "\"slots\"";
             i = j + 1;
-            continue;
-        }
-        if (c == '{' || c == '[') {
+        } else if (k == kOpen) {
             ++depth;
-            if (slots_next && c == '{' && slots_depth < 0)
+            if (slots_opens)
                 slots_depth = depth;
-            slots_next = false;
-        } else if (c == '}' || c == ']') {
+            slots_opens = false;
+            ++i;
+        } else if (k == kClose) {
             if (depth == slots_depth)
                 slots_depth = -1;
             --depth;
-            slots_next = false;
-        } else if (c >= '1' && c <= '9' && (i == 0 || !is_digit(s[i - 1]))) {
+            ++i;
+        } else if (i > 0 && is_digit(s[i - 1])) {
+            ++i;  // inside a run that began with 0: written as it is
+        } else {
             std::size_t j = i;
-            while (j < s.size() && is_digit(s[j]))
+            std::uint64_t v = 0;
+            while (j < n && is_digit(s[j])) {
+                v = v * 10 + static_cast<std::uint64_t>(s[j] - '0');
+                ++j;
+                if (j - i > 19)
+                    break;
+            }
+            while (j < n && is_digit(s[j]))
                 ++j;
             if (j - i >= 3 && j - i <= 19) {
-                std::uint64_t v = 0;
-                std::from_chars(s.data() + i, s.data() + j, v);
                 flush(i);
                 out.push_back(kNumber);
                 put_varint(out, v);
                 start = j;
             }
-            slots_next = false;
             i = j;
-            continue;
-        } else if (c != ':') {
-            slots_next = false;
         }
-        ++i;
     }
-    flush(s.size());
-    if (out.size() >= s.size()) {
+    flush(n);
+    if (out.size() >= n) {
         release_phrases(out, phrases);
         return false;
     }

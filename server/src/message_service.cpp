@@ -126,12 +126,12 @@ boost::asio::awaitable<ApiReply> MessageService::run_locked(
     // citizen (on any connection) waits here until this one has stored its effects. Across
     // instances sharing a store, the store's lease does the same.
     CitizenQueues::Lock lock = co_await queues_.acquire(msg.user);
-    auto lease = co_await store_.acquire_lease(msg.user);
-    if (!lease)
-        co_return store_failure(lease.error(), rid);
+    auto leased = co_await store_.acquire_and_load(msg.user, msg.message_id);
+    if (!leased)
+        co_return store_failure(leased.error(), rid);
     // An exception below skips the release; the lease then expires by itself.
-    ApiReply reply = co_await run_message(msg, rid);
-    co_await store_.release_lease(std::move(*lease));
+    ApiReply reply = co_await run_message(msg, rid, std::move(leased->state));
+    co_await store_.release_lease(std::move(leased->lease));
     co_return reply;
 }
 
@@ -249,18 +249,15 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
 }
 
 boost::asio::awaitable<ApiReply> MessageService::run_message(
-    const ChannelMessage& req, const std::string& rid
+    const ChannelMessage& req, const std::string& rid, CitizenState stored
 ) {
-    auto stored = co_await store_.load(req.user, req.message_id);
-    if (!stored)
-        co_return store_failure(stored.error(), rid);
-    if (stored->response) {
+    if (stored.response) {
         Logger::log(LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user));
-        co_return ApiReply{200, std::move(*stored->response)};
+        co_return ApiReply{200, std::move(*stored.response)};
     }
     engine::Session session;
-    if (stored->session) {
-        auto decoded = engine::decode_session(*stored->session);
+    if (stored.session) {
+        auto decoded = engine::decode_session(*stored.session);
         if (decoded) {
             session = std::move(*decoded);
         } else {
@@ -277,11 +274,11 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
 
     Outcome out;
     bool recovered_this_message = false;
-    if (stored->pending) {
+    if (stored.pending) {
         // A call stored as pending whose turn never finished: the process died mid-call (this
         // citizen's queue and lease are ours, so nothing else is running it). Resume a GET;
         // fail anything else, which may have reached the backend and must not be sent twice.
-        const PendingCall& p = *stored->pending;
+        const PendingCall& p = *stored.pending;
         out.pending_written = true;
         if (session.waiting == engine::Waiting::kCallResult && session.pending_call == p.call.id) {
             engine::CallResult result;

@@ -1,8 +1,12 @@
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <future>
+#include <initializer_list>
+#include <optional>
 #include <random>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -93,27 +97,37 @@ std::string key(const char* kind, const std::string& user) {
 // profiling showed as the largest part of this store's cost on the server.
 class Command {
 public:
-    explicit Command(std::size_t args) {
-        out_.reserve(256);
+    // `size_hint`: the bytes of all arguments together (the buffer is allocated once).
+    explicit Command(std::size_t args, std::size_t size_hint = 0) {
+        out_.reserve(16 + size_hint + args * 16);
         out_ += '*';
-        out_ += std::to_string(args);
-        out_ += "\r\n";
+        number(args);
     }
 
     Command& arg(std::string_view a) {
         out_ += '$';
-        out_ += std::to_string(a.size());
-        out_ += "\r\n";
+        number(a.size());
         out_.append(a);
-        out_ += "\r\n";
+        out_.append("\r\n", 2);
         return *this;
     }
 
-    Command& arg(std::int64_t v) { return arg(std::to_string(v)); }
+    Command& arg(std::int64_t v) {
+        char digits[24];
+        const auto r = std::to_chars(digits, digits + sizeof digits, v);
+        return arg(std::string_view(digits, static_cast<std::size_t>(r.ptr - digits)));
+    }
 
     std::string take() { return std::move(out_); }
 
 private:
+    void number(std::size_t n) {
+        char digits[24];
+        const auto r = std::to_chars(digits, digits + sizeof digits, n);
+        out_.append(digits, r.ptr);
+        out_.append("\r\n", 2);
+    }
+
     std::string out_;
 };
 
@@ -132,31 +146,42 @@ struct Script {
         }
     }
 
+    // The EVAL form of an EVALSHA command built by script_call(): the same arguments, with the
+    // script's text in place of its SHA-1.
+    std::string eval_form(std::string_view evalsha) const {
+        const std::size_t header = evalsha.find("\r\n") + 2;  // "*N\r\n"
+        constexpr std::string_view kName = "$7\r\nEVALSHA\r\n$40\r\n";
+        const std::size_t rest = header + kName.size() + 40 + 2;
+        std::string out(evalsha.substr(0, header));
+        out += "$4\r\nEVAL\r\n$" + std::to_string(body.size()) + "\r\n";
+        out += body;
+        out += "\r\n";
+        out.append(evalsha.substr(rest));
+        return out;
+    }
+
     std::string body;
     std::string sha;
 };
 
-// EVALSHA and EVAL forms of one script call with these keys and arguments.
-struct ScriptCall {
-    std::string evalsha;
-    std::string eval;
-};
-
-ScriptCall script_call(
+// An EVALSHA of `script` with these keys and arguments, formatted.
+std::string script_call(
     const Script& script,
     std::initializer_list<std::string_view> keys,
     std::initializer_list<std::string_view> args
 ) {
-    auto build = [&](std::string_view command, std::string_view first) {
-        Command c(3 + keys.size() + args.size());
-        c.arg(command).arg(first).arg(static_cast<std::int64_t>(keys.size()));
-        for (const std::string_view k : keys)
-            c.arg(k);
-        for (const std::string_view a : args)
-            c.arg(a);
-        return c.take();
-    };
-    return ScriptCall{build("EVALSHA", script.sha), build("EVAL", script.body)};
+    std::size_t size = 64;
+    for (const std::string_view k : keys)
+        size += k.size();
+    for (const std::string_view a : args)
+        size += a.size();
+    Command c(3 + keys.size() + args.size(), size);
+    c.arg("EVALSHA").arg(script.sha).arg(static_cast<std::int64_t>(keys.size()));
+    for (const std::string_view k : keys)
+        c.arg(k);
+    for (const std::string_view a : args)
+        c.arg(a);
+    return c.take();
 }
 
 std::string encode_consent(const Consent& c) {
@@ -181,11 +206,12 @@ std::optional<Consent> decode_consent(const std::string& s) {
 
 }  // namespace
 
-// A command waiting for its reply: completes its caller on the caller's executor. `eval` is the
-// EVAL form to resend when an EVALSHA finds the script missing.
+// A command waiting for its reply: completes its caller on the caller's executor. For an
+// EVALSHA, the command and its script are kept to resend it as EVAL if the script is missing.
 struct PendingReply {
     std::function<void(engine::Result<Reply>)> done;
-    std::string eval;
+    const Script* script = nullptr;
+    std::string cmd;
 };
 
 struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
@@ -351,12 +377,14 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     static void on_reply(redisAsyncContext* ac, void* r, void* privdata) {
         std::unique_ptr<PendingReply> pending(static_cast<PendingReply*>(privdata));
         const auto* reply = static_cast<const redisReply*>(r);
-        if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && !pending->eval.empty() &&
+        if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && pending->script != nullptr &&
             std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
             // The script is not in Redis's cache: send its text once, which caches it again.
             // Only this command is delayed; a citizen's commands are sent one at a time, so
             // nothing of the same citizen can overtake it.
-            const std::string eval = std::move(pending->eval);
+            const std::string eval = pending->script->eval_form(pending->cmd);
+            pending->script = nullptr;
+            pending->cmd.clear();
             PendingReply* raw = pending.get();
             if (redisAsyncFormattedCommand(ac, &Impl::on_reply, raw, eval.data(), eval.size()) ==
                 REDIS_OK) {
@@ -378,21 +406,21 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
     }
 
-    // Sends one formatted command (on the strand); `done` runs on the strand. `eval`: see
-    // PendingReply.
-    void send(std::string cmd, std::string eval, std::function<void(engine::Result<Reply>)> done) {
+    // Sends one formatted command (on the strand); `done` runs on the strand. `script`: the
+    // script an EVALSHA runs (see PendingReply).
+    void send(
+        std::string cmd, const Script* script, std::function<void(engine::Result<Reply>)> done
+    ) {
         asio::dispatch(
             strand,
-            [self = shared_from_this(),
-             cmd = std::move(cmd),
-             eval = std::move(eval),
-             done = std::move(done)]() mutable {
+            [self = shared_from_this(), cmd = std::move(cmd), script, done = std::move(done)](
+            ) mutable {
                 if (self->ac == nullptr || !self->up) {
                     done(kUnavailable);
                     return;
                 }
                 auto pending =
-                    std::make_unique<PendingReply>(PendingReply{std::move(done), std::move(eval)});
+                    std::make_unique<PendingReply>(PendingReply{std::move(done), script, {}});
                 PendingReply* raw = pending.get();
                 if (redisAsyncFormattedCommand(
                         self->ac, &Impl::on_reply, raw, cmd.data(), cmd.size()
@@ -400,24 +428,88 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
                     pending->done(kUnavailable);
                     return;
                 }
+                // hiredis has copied the command into its buffer: keep ours only for a resend.
+                if (script != nullptr)
+                    pending->cmd = std::move(cmd);
                 pending.release();  // owned by hiredis until on_reply
             }
         );
     }
 
-    // Sends a command without waiting for its reply (the lease release).
-    void send_and_forget(std::string cmd, std::string eval) {
-        send(std::move(cmd), std::move(eval), [](engine::Result<Reply>) {});
+    // Sends commands back to back in one strand turn, so they leave in one write and come back
+    // in one round trip; `done` gets the replies in order once the last has arrived.
+    void send_pipelined(
+        std::vector<std::string> cmds, std::function<void(std::vector<engine::Result<Reply>>)> done
+    ) {
+        struct Gather {
+            std::vector<engine::Result<Reply>> replies;
+            std::size_t left;
+            std::function<void(std::vector<engine::Result<Reply>>)> done;
+
+            void put(std::size_t i, engine::Result<Reply> r) {
+                replies[i] = std::move(r);
+                if (--left == 0)
+                    done(std::move(replies));
+            }
+        };
+
+        asio::dispatch(
+            strand,
+            [self = shared_from_this(), cmds = std::move(cmds), done = std::move(done)]() mutable {
+                auto gather = std::make_shared<Gather>(Gather{
+                    std::vector<engine::Result<Reply>>(cmds.size(), kUnavailable),
+                    cmds.size(),
+                    std::move(done)});
+                for (std::size_t i = 0; i < cmds.size(); ++i) {
+                    if (self->ac == nullptr || !self->up) {
+                        gather->put(i, kUnavailable);
+                        continue;
+                    }
+                    auto pending = std::make_unique<PendingReply>(PendingReply{
+                        [gather, i](engine::Result<Reply> r) { gather->put(i, std::move(r)); },
+                        nullptr,
+                        {}});
+                    if (redisAsyncFormattedCommand(
+                            self->ac, &Impl::on_reply, pending.get(), cmds[i].data(), cmds[i].size()
+                        ) != REDIS_OK) {
+                        pending->done(kUnavailable);
+                        continue;
+                    }
+                    pending.release();  // owned by hiredis until on_reply
+                }
+            }
+        );
     }
 
-    asio::awaitable<engine::Result<Reply>> command(ScriptCall call) {
-        return command(std::move(call.evalsha), std::move(call.eval));
+    // Awaitable form of send_pipelined().
+    asio::awaitable<std::vector<engine::Result<Reply>>> pipelined(std::vector<std::string> cmds) {
+        using Replies = std::vector<engine::Result<Reply>>;
+        return asio::async_initiate<decltype(asio::use_awaitable), void(Replies)>(
+            [self = shared_from_this()](auto handler, std::vector<std::string> c) {
+                using Handler = decltype(handler);
+                auto work = asio::prefer(
+                    asio::get_associated_executor(
+                        handler, asio::any_io_executor(asio::system_executor())
+                    ),
+                    asio::execution::outstanding_work.tracked
+                );
+                auto h = std::make_shared<Handler>(std::move(handler));
+                self->send_pipelined(std::move(c), [h, work](Replies r) {
+                    asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                });
+            },
+            asio::use_awaitable,
+            std::move(cmds)
+        );
     }
 
-    // Awaitable command (formatted by Command): the reply comes back on the caller's executor.
-    asio::awaitable<engine::Result<Reply>> command(std::string cmd, std::string eval = {}) {
+    // Awaitable command (formatted by Command or script_call): the reply comes back on the
+    // caller's executor.
+    asio::awaitable<engine::Result<Reply>> command(
+        std::string cmd, const Script* script = nullptr
+    ) {
         return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<Reply>)>(
-            [self = shared_from_this()](auto handler, std::string c, std::string e) {
+            [self = shared_from_this(), script](auto handler, std::string c) {
                 using Handler = decltype(handler);
                 auto work = asio::prefer(
                     asio::get_associated_executor(
@@ -427,13 +519,12 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
                 );
                 // std::function needs a copyable target: share the move-only handler.
                 auto h = std::make_shared<Handler>(std::move(handler));
-                self->send(std::move(c), std::move(e), [h, work](engine::Result<Reply> r) {
+                self->send(std::move(c), script, [h, work](engine::Result<Reply> r) {
                     asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
                 });
             },
             asio::use_awaitable,
-            std::move(cmd),
-            std::move(eval)
+            std::move(cmd)
         );
     }
 
@@ -484,18 +575,22 @@ bool RedisStore::connected() const {
     return impl_->connected.load();
 }
 
-asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
-    const std::string& user, const std::string& message_id
-) {
+namespace {
+
+// The MGET of load(): session, pending call and, when asked for, a message id's response.
+std::string load_command(const std::string& user, const std::string& message_id) {
     Command cmd(message_id.empty() ? 3 : 4);
     cmd.arg("MGET").arg(key("s", user)).arg(key("p", user));
     if (!message_id.empty())
         cmd.arg(key("m", user) + ":" + message_id);
-    auto reply = co_await impl_->command(cmd.take());
+    return cmd.take();
+}
+
+engine::Result<CitizenState> decode_load(engine::Result<Reply> reply) {
     if (!reply)
-        co_return reply.error();
+        return reply.error();
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements.size() < 2)
-        co_return engine::Error{"store", "redis: unexpected reply to MGET"};
+        return engine::Error{"store", "redis: unexpected reply to MGET"};
     CitizenState out;
     if (!reply->elements[0].nil())
         out.session = std::move(reply->elements[0].str);
@@ -506,17 +601,39 @@ asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
     }
     if (reply->elements.size() > 2 && !reply->elements[2].nil())
         out.response = std::move(reply->elements[2].str);
-    co_return out;
+    return out;
+}
+
+}  // namespace
+
+asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
+    const std::string& user, const std::string& message_id
+) {
+    co_return decode_load(co_await impl_->command(load_command(user, message_id)));
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
+    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending) {
+        // Only the session changes: one SET is atomic by itself and costs Redis a fraction of
+        // a script run.
+        auto reply = co_await impl_->command(Command(5, w.session->size() + w.user.size() + 32)
+                                                 .arg("SET")
+                                                 .arg(key("s", w.user))
+                                                 .arg(*w.session)
+                                                 .arg("PX")
+                                                 .arg(std::max<std::int64_t>(1, w.session_ttl_ms))
+                                                 .take());
+        if (!reply)
+            co_return reply.error();
+        co_return engine::Ok{};
+    }
     const std::string ttl = std::to_string(impl_->options.message_ttl.count());
     const std::string session_ttl = std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms));
     const std::string consent = w.consent ? encode_consent(*w.consent) : std::string();
     const std::string pending = w.pending ? encode_pending_call(*w.pending) : std::string();
     // Built in its own statement: g++ 12 cannot keep an initializer_list alive across a
     // co_await in the same expression.
-    ScriptCall call = script_call(
+    std::string call = script_call(
         impl_->write_script,
         {key("s", w.user),
          key("m", w.user) + ":" + w.message_id,
@@ -534,7 +651,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
          w.clear_pending ? "1" : "0",
          pending}
     );
-    auto reply = co_await impl_->command(std::move(call));
+    auto reply = co_await impl_->command(std::move(call), &impl_->write_script);
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};
@@ -552,12 +669,12 @@ asio::awaitable<engine::Result<std::optional<Consent>>> RedisStore::load_consent
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std::string& user) {
-    ScriptCall call = script_call(
+    std::string call = script_call(
         impl_->erase_script,
         {key("s", user), key("k", user), key("c", user), key("p", user)},
         {key("m", user) + ":"}
     );
-    auto reply = co_await impl_->command(std::move(call));
+    auto reply = co_await impl_->command(std::move(call), &impl_->erase_script);
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};
@@ -570,20 +687,52 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::ping() {
     co_return engine::Ok{};
 }
 
+std::string RedisStore::lease_command(const Lease& lease) const {
+    return Command(6)
+        .arg("SET")
+        .arg(key("l", lease.user))
+        .arg(lease.token)
+        .arg("NX")
+        .arg("PX")
+        .arg(impl_->options.lease_ttl.count())
+        .take();
+}
+
+Lease RedisStore::new_lease(const std::string& user) const {
+    return Lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
+}
+
+asio::awaitable<engine::Result<LeasedState>> RedisStore::acquire_and_load(
+    const std::string& user, const std::string& message_id
+) {
+    Lease lease = new_lease(user);
+    std::vector<std::string> cmds;
+    cmds.reserve(2);
+    cmds.push_back(lease_command(lease));
+    cmds.push_back(load_command(user, message_id));
+    auto replies = co_await impl_->pipelined(std::move(cmds));
+    if (!replies[0])
+        co_return replies[0].error();
+    if (replies[0]->nil()) {
+        // Another instance runs a turn for this citizen: what the MGET read may be overtaken
+        // by that turn's write. Wait for the lease, then read again.
+        co_return co_await Store::acquire_and_load(user, message_id);
+    }
+    auto state = decode_load(std::move(replies[1]));
+    if (!state) {
+        co_await release_lease(std::move(lease));
+        co_return state.error();
+    }
+    co_return LeasedState{std::move(lease), std::move(*state)};
+}
+
 asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::string& user) {
-    Lease lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
+    Lease lease = new_lease(user);
     const auto deadline = std::chrono::steady_clock::now() + impl_->options.lease_wait;
     std::chrono::milliseconds pause{2};
     std::optional<asio::steady_timer> timer;
     for (;;) {
-        auto reply = co_await impl_->command(Command(6)
-                                                 .arg("SET")
-                                                 .arg(key("l", user))
-                                                 .arg(lease.token)
-                                                 .arg("NX")
-                                                 .arg("PX")
-                                                 .arg(impl_->options.lease_ttl.count())
-                                                 .take());
+        auto reply = co_await impl_->command(lease_command(lease));
         if (!reply)
             co_return reply.error();
         if (!reply->nil())
@@ -600,11 +749,9 @@ asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::stri
 }
 
 asio::awaitable<void> RedisStore::release_lease(Lease lease) {
-    // Not awaited: the citizen's next command on this connection is sent after this one, so
-    // Redis runs the release first, and a lost release leaves the lease to expire by itself
-    // (lease_ttl). Saves a round trip per message.
-    ScriptCall call = script_call(impl_->release_script, {key("l", lease.user)}, {lease.token});
-    impl_->send_and_forget(std::move(call.evalsha), std::move(call.eval));
+    // Not awaited: a failure leaves the lease to expire by itself (lease_ttl).
+    std::string call = script_call(impl_->release_script, {key("l", lease.user)}, {lease.token});
+    impl_->send(std::move(call), &impl_->release_script, [](engine::Result<Reply>) {});
     co_return;
 }
 

@@ -17,13 +17,13 @@
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/sqlite_store.hpp>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 namespace civicflow::server {
 
 namespace asio = boost::asio;
-
-struct Job;  // one queued operation (below)
 
 namespace {
 
@@ -114,37 +114,55 @@ struct Statements {
     Statement ping;
 };
 
-// One connection and the statements prepared on it.
-struct Conn {
-    Conn() = default;
-    Conn(const Conn&) = delete;
-    Conn& operator=(const Conn&) = delete;
+}  // namespace
 
-    ~Conn() {
-        // close_v2: the statements (members, finalized after this body) close it for good.
-        if (db != nullptr)
-            sqlite3_close_v2(db);
-    }
-
-    sqlite3* db = nullptr;
-    Statements st;
+// One queued operation: runs on the writer thread, completes on its caller's executor.
+struct Job {
+    virtual ~Job() = default;
+    // Runs the operation; false when it failed (its result is then already the error).
+    virtual bool run(SqliteStore::Impl& db) = 0;
+    virtual void fail(const engine::Error& error) = 0;
+    virtual void complete() = 0;
+    bool is_write = false;
+    bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
+    bool written = false;           // ran in the batch's transaction
 };
 
-// Which thread and connection runs a job. Reads have their own connection and thread, so a
-// load never waits behind a commit's fsync (WAL lets a reader run beside the writer); writes
-// are batched into one transaction per commit; maintenance (sweep, checkpoint) runs on the
-// writer's connection outside the transaction.
-enum class Lane { kRead, kWrite, kMaintain };
+struct SqliteStore::Impl {
+    Options options;
+    Clock clock;
+    sqlite3* db = nullptr;
+    Statements st;
 
-// A thread and its queue.
-struct Worker {
     std::mutex mutex;
     std::condition_variable wake;
     std::deque<std::unique_ptr<Job>> queue;
     bool stopping = false;
+    bool writer_idle = false;  // the writer waits on `wake` (see enqueue())
     std::thread thread;
+    std::atomic<std::uint64_t> commits{0};
+    std::atomic<std::uint64_t> writes{0};
+    std::chrono::steady_clock::time_point next_sweep;
 
-    void stop() {
+    // Durable commits. The connection runs with synchronous=NORMAL: a commit appends to the WAL
+    // without waiting for the disk, and SQLite itself syncs the WAL before every checkpoint and
+    // the database after it, so that a checkpoint never loses committed data. What NORMAL
+    // leaves out, the fsync of the WAL at each commit, the syncer thread does: it takes the
+    // writes of every commit made since its last round, calls fdatasync on the WAL file once
+    // (through its own descriptor: fsync applies to the file, whichever descriptor asks) and
+    // only then completes them. The writer meanwhile goes on with reads and the next batch, so
+    // a load never waits behind the disk, and one fsync covers every commit made while the
+    // previous one ran.
+    std::mutex sync_mutex;
+    std::condition_variable sync_wake;
+    std::vector<std::unique_ptr<Job>> sync_queue;  // committed, not yet synced
+    bool sync_stopping = false;
+    bool syncer_idle = false;
+    std::thread sync_thread;
+    int wal_fd = -1;
+    std::atomic<std::uint64_t> syncs{0};
+
+    ~Impl() {
         {
             std::lock_guard lock(mutex);
             stopping = true;
@@ -152,36 +170,19 @@ struct Worker {
         wake.notify_one();
         if (thread.joinable())
             thread.join();
-    }
-};
-
-}  // namespace
-
-// One queued operation: runs on its lane's thread, completes on its caller's executor.
-struct Job {
-    virtual ~Job() = default;
-    // Runs the operation; false when it failed (its result is then already the error).
-    virtual bool run(SqliteStore::Impl& impl, Conn& conn) = 0;
-    virtual void fail(const engine::Error& error) = 0;
-    virtual void complete() = 0;
-    Lane lane = Lane::kRead;
-    bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
-};
-
-struct SqliteStore::Impl {
-    Options options;
-    Clock clock;
-    Conn writer;  // the only connection that writes
-    Conn reader;  // loads, consent reads, ping
-    Worker write_worker;
-    Worker read_worker;
-    std::atomic<std::uint64_t> commits{0};
-    std::atomic<std::uint64_t> writes{0};
-    std::chrono::steady_clock::time_point next_sweep;
-
-    ~Impl() {
-        write_worker.stop();
-        read_worker.stop();
+        // The writer has handed over its last commits: sync them, then stop.
+        {
+            std::lock_guard lock(sync_mutex);
+            sync_stopping = true;
+        }
+        sync_wake.notify_one();
+        if (sync_thread.joinable())
+            sync_thread.join();
+        if (wal_fd >= 0)
+            ::close(wal_fd);
+        // close_v2: the statements (members, finalized after this body) close it for good.
+        if (db != nullptr)
+            sqlite3_close_v2(db);
     }
 
     std::int64_t now() const {
@@ -193,13 +194,12 @@ struct SqliteStore::Impl {
             .count();
     }
 
-    static bool exec(sqlite3* db, const char* sql) {
+    bool exec(const char* sql) {
         return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
     }
 
     engine::Result<engine::Ok> migrate() {
-        sqlite3* db = writer.db;
-        if (!exec(db, "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"))
+        if (!exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"))
             return db_error(db, "cannot create the schema version table");
         int version = 0;
         {
@@ -217,140 +217,110 @@ struct SqliteStore::Impl {
                     "; refusing to open it"};
         }
         for (int v = version; v < kSchemaVersion; ++v) {
-            if (!exec(db, "BEGIN IMMEDIATE"))
+            if (!exec("BEGIN IMMEDIATE"))
                 return db_error(db, "cannot begin a migration");
             const std::string set =
                 "DELETE FROM schema_version; INSERT INTO schema_version "
                 "VALUES(" +
                 std::to_string(v + 1) + ")";
-            if (!exec(db, kMigrations[v]) || !exec(db, set.c_str())) {
+            if (!exec(kMigrations[v]) || !exec(set.c_str())) {
                 engine::Error e = db_error(db, "migration failed");
-                exec(db, "ROLLBACK");
+                exec("ROLLBACK");
                 return e;
             }
-            if (!exec(db, "COMMIT"))
+            if (!exec("COMMIT"))
                 return db_error(db, "cannot commit a migration");
         }
         return engine::Ok{};
     }
 
-    // Prepares what each connection runs: the reader only reads.
-    static engine::Result<engine::Ok> prepare(Conn& c, bool for_writer) {
-        Statements& st = c.st;
-
+    engine::Result<engine::Ok> prepare() {
         struct Item {
             Statement* s;
             const char* sql;
-            bool writer;
         };
 
         const Item items[] = {
-            {&st.begin, "BEGIN IMMEDIATE", true},
-            {&st.commit, "COMMIT", true},
-            {&st.rollback, "ROLLBACK", true},
-            {&st.savepoint, "SAVEPOINT job", true},
-            {&st.release, "RELEASE job", true},
-            {&st.rollback_to, "ROLLBACK TO job", true},
+            {&st.begin, "BEGIN IMMEDIATE"},
+            {&st.commit, "COMMIT"},
+            {&st.rollback, "ROLLBACK"},
+            {&st.savepoint, "SAVEPOINT job"},
+            {&st.release, "RELEASE job"},
+            {&st.rollback_to, "ROLLBACK TO job"},
             // The session and any pending call in one step.
             {&st.get_state,
              "SELECT (SELECT session FROM sessions WHERE user = ?1 AND expires_at > ?2), "
-             "(SELECT call FROM pending_calls WHERE user = ?1)",
-             false},
+             "(SELECT call FROM pending_calls WHERE user = ?1)"},
             {&st.get_response,
              "SELECT response FROM messages WHERE user = ?1 AND message_id = ?2 "
-             "AND expires_at > ?3",
-             false},
-            {&st.get_consent, "SELECT opted_in, at, channel FROM consent WHERE user = ?1", false},
+             "AND expires_at > ?3"},
+            {&st.get_consent, "SELECT opted_in, at, channel FROM consent WHERE user = ?1"},
             {&st.put_session,
              "INSERT INTO sessions(user, session, expires_at) VALUES(?1, ?2, ?3) "
              "ON CONFLICT(user) DO UPDATE SET session = excluded.session, "
-             "expires_at = excluded.expires_at",
-             true},
+             "expires_at = excluded.expires_at"},
             {&st.put_response,
              "INSERT OR REPLACE INTO messages(user, message_id, response, expires_at) "
-             "VALUES(?1, ?2, ?3, ?4)",
-             true},
+             "VALUES(?1, ?2, ?3, ?4)"},
             {&st.put_consent,
-             "INSERT OR REPLACE INTO consent(user, opted_in, at, channel) VALUES(?1, ?2, ?3, ?4)",
-             true},
+             "INSERT OR REPLACE INTO consent(user, opted_in, at, channel) VALUES(?1, ?2, ?3, ?4)"},
             {&st.put_pending,
-             "INSERT OR REPLACE INTO pending_calls(user, call, started_at) VALUES(?1, ?2, ?3)",
-             true},
-            {&st.del_pending, "DELETE FROM pending_calls WHERE user = ?1", true},
-            {&st.del_sessions, "DELETE FROM sessions WHERE user = ?1", true},
-            {&st.del_messages, "DELETE FROM messages WHERE user = ?1", true},
-            {&st.del_consent, "DELETE FROM consent WHERE user = ?1", true},
-            {&st.del_pending_user, "DELETE FROM pending_calls WHERE user = ?1", true},
+             "INSERT OR REPLACE INTO pending_calls(user, call, started_at) VALUES(?1, ?2, ?3)"},
+            {&st.del_pending, "DELETE FROM pending_calls WHERE user = ?1"},
+            {&st.del_sessions, "DELETE FROM sessions WHERE user = ?1"},
+            {&st.del_messages, "DELETE FROM messages WHERE user = ?1"},
+            {&st.del_consent, "DELETE FROM consent WHERE user = ?1"},
+            {&st.del_pending_user, "DELETE FROM pending_calls WHERE user = ?1"},
             {&st.sweep_sessions,
              "DELETE FROM sessions WHERE user IN (SELECT user FROM sessions "
-             "WHERE expires_at <= ?1 LIMIT ?2)",
-             true},
+             "WHERE expires_at <= ?1 LIMIT ?2)"},
             {&st.sweep_messages,
              "DELETE FROM messages WHERE (user, message_id) IN (SELECT user, message_id "
-             "FROM messages WHERE expires_at <= ?1 LIMIT ?2)",
-             true},
-            {&st.sweep_pending, "DELETE FROM pending_calls WHERE started_at <= ?1", true},
-            {&st.ping, "SELECT 1", false},
+             "FROM messages WHERE expires_at <= ?1 LIMIT ?2)"},
+            {&st.sweep_pending, "DELETE FROM pending_calls WHERE started_at <= ?1"},
+            {&st.ping, "SELECT 1"},
         };
         for (const Item& item : items) {
-            if (item.writer && !for_writer)
-                continue;
-            if (!item.s->prepare(c.db, item.sql))
-                return db_error(c.db, "cannot prepare a statement");
-        }
-        if (!for_writer) {
-            // The reader's batches: one read transaction each (deferred BEGIN), so one WAL
-            // read lock per batch rather than one per statement.
-            if (!st.begin.prepare(c.db, "BEGIN") || !st.commit.prepare(c.db, "COMMIT"))
-                return db_error(c.db, "cannot prepare a statement");
+            if (!item.s->prepare(db, item.sql))
+                return db_error(db, "cannot prepare a statement");
         }
         return engine::Ok{};
     }
 
     void enqueue(std::unique_ptr<Job> job) {
-        Worker& w = job->lane == Lane::kRead ? read_worker : write_worker;
+        bool wake_writer = false;
         {
-            std::lock_guard lock(w.mutex);
-            w.queue.push_back(std::move(job));
+            std::lock_guard lock(mutex);
+            queue.push_back(std::move(job));
+            // Only a writer asleep needs the futex call; one busy with a batch takes this job
+            // with the next one. Cleared here so a burst of jobs wakes it once.
+            wake_writer = writer_idle;
+            writer_idle = false;
         }
-        w.wake.notify_one();
-    }
-
-    // Takes up to max_batch jobs, waiting at most `wait` for the first; false when stopping.
-    bool take(Worker& w, std::vector<std::unique_ptr<Job>>& batch, std::chrono::milliseconds wait) {
-        std::unique_lock lock(w.mutex);
-        w.wake.wait_for(lock, wait, [&] { return w.stopping || !w.queue.empty(); });
-        if (w.stopping && w.queue.empty())
-            return false;
-        while (!w.queue.empty() && batch.size() < options.max_batch) {
-            batch.push_back(std::move(w.queue.front()));
-            w.queue.pop_front();
-        }
-        return true;
-    }
-
-    // The reader thread: every job it has taken runs in one read transaction. A load is only
-    // queued once the citizen's previous write has committed (the server runs one message of a
-    // citizen at a time and acknowledges a write after its commit), and the transaction's
-    // snapshot is taken after the jobs were taken, so it never misses that write.
-    void read_loop() {
-        std::vector<std::unique_ptr<Job>> batch;
-        while (take(read_worker, batch, std::chrono::milliseconds(60'000))) {
-            const bool tx = reader.st.begin.exec() == SQLITE_DONE;
-            for (auto& job : batch) {
-                job->run(*this, reader);
-                job->complete();
-            }
-            if (tx)
-                reader.st.commit.exec();
-            batch.clear();
-        }
+        if (wake_writer)
+            wake.notify_one();
     }
 
     // The writer thread: drain the queue in batches, one transaction per batch of writes.
-    void write_loop() {
+    void run() {
         std::vector<std::unique_ptr<Job>> batch;
-        while (take(write_worker, batch, options.sweep_interval)) {
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                if (!stopping && queue.empty()) {
+                    writer_idle = true;
+                    wake.wait_for(lock, options.sweep_interval, [&] {
+                        return stopping || !queue.empty();
+                    });
+                    writer_idle = false;
+                }
+                if (stopping && queue.empty())
+                    return;
+                while (!queue.empty() && batch.size() < options.max_batch) {
+                    batch.push_back(std::move(queue.front()));
+                    queue.pop_front();
+                }
+            }
             run_batch(batch);
             batch.clear();
             if (std::chrono::steady_clock::now() >= next_sweep) {
@@ -360,33 +330,85 @@ struct SqliteStore::Impl {
         }
     }
 
+    // The syncer thread (durable stores): see sync_queue.
+    void sync_loop() {
+        std::vector<std::unique_ptr<Job>> jobs;
+        for (;;) {
+            {
+                std::unique_lock lock(sync_mutex);
+                if (!sync_stopping && sync_queue.empty()) {
+                    syncer_idle = true;
+                    sync_wake.wait(lock, [&] { return sync_stopping || !sync_queue.empty(); });
+                    syncer_idle = false;
+                }
+                if (sync_queue.empty())
+                    return;  // stopping, nothing left
+                jobs.swap(sync_queue);
+            }
+            if (!sync_wal()) {
+                const engine::Error e{"store", "cannot sync the write-ahead log to disk"};
+                Logger::log(LogLevel::kError, {}, "store_sync_failed", "store=sqlite");
+                for (auto& job : jobs)
+                    job->fail(e);
+            }
+            for (auto& job : jobs)
+                job->complete();
+            jobs.clear();
+        }
+    }
+
+    // fdatasync of the WAL file. The first time, the descriptor is opened and the directory
+    // synced too, so that the WAL file's own entry survives a power cut.
+    bool sync_wal() {
+        if (wal_fd < 0) {
+            const std::string wal = options.path + "-wal";
+            wal_fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+            if (wal_fd < 0)
+                return false;
+            const auto slash = options.path.rfind('/');
+            const std::string dir =
+                slash == std::string::npos ? "." : options.path.substr(0, slash + 1);
+            const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dir_fd < 0)
+                return false;
+            const bool ok = ::fsync(dir_fd) == 0;
+            ::close(dir_fd);
+            if (!ok)
+                return false;
+        }
+        syncs.fetch_add(1);
+        return ::fdatasync(wal_fd) == 0;
+    }
+
     void run_batch(std::vector<std::unique_ptr<Job>>& batch) {
-        Statements& st = writer.st;
         bool in_tx = false;
         bool checkpoint = false;
         std::vector<Job*> written;
-        // Maintenance first, outside the transaction (sweeps and checkpoints need none open).
+        // Reads first, outside the transaction (sweeps and checkpoints need none open). The
+        // server never has a read and a write of one citizen in flight together, so running
+        // them in this order cannot change an answer.
         for (auto& job : batch) {
-            if (job->lane == Lane::kMaintain) {
-                job->run(*this, writer);
+            if (!job->is_write) {
+                job->run(*this);
                 job->complete();
             }
         }
         for (auto& job : batch) {
-            if (job->lane != Lane::kWrite)
+            if (!job->is_write)
                 continue;
             if (!in_tx) {
                 if (st.begin.exec() != SQLITE_DONE) {
-                    job->fail(db_error(writer.db, "cannot begin a transaction"));
+                    job->fail(db_error(db, "cannot begin a transaction"));
                     job->complete();
                     continue;
                 }
                 in_tx = true;
             }
             st.savepoint.exec();
-            if (job->run(*this, writer)) {
+            if (job->run(*this)) {
                 st.release.exec();
                 written.push_back(job.get());
+                job->written = true;
                 checkpoint = checkpoint || job->checkpoint_after;
             } else {
                 st.rollback_to.exec();
@@ -397,7 +419,7 @@ struct SqliteStore::Impl {
         if (!in_tx)
             return;
         if (st.commit.exec() != SQLITE_DONE) {
-            const engine::Error e = db_error(writer.db, "commit failed");
+            const engine::Error e = db_error(db, "commit failed");
             Logger::log(LogLevel::kError, {}, "store_commit_failed", "store=sqlite");
             st.rollback.exec();
             for (Job* job : written)
@@ -407,6 +429,26 @@ struct SqliteStore::Impl {
             writes.fetch_add(written.size());
             if (checkpoint)
                 truncate_wal();
+            if (options.durable) {
+                // Acknowledged once the syncer has the WAL on disk.
+                std::vector<std::unique_ptr<Job>> committed;
+                committed.reserve(written.size());
+                for (auto& job : batch) {
+                    if (job->written)
+                        committed.push_back(std::move(job));
+                }
+                bool wake_syncer = false;
+                {
+                    std::lock_guard lock(sync_mutex);
+                    for (auto& job : committed)
+                        sync_queue.push_back(std::move(job));
+                    wake_syncer = syncer_idle;
+                    syncer_idle = false;
+                }
+                if (wake_syncer)
+                    sync_wake.notify_one();
+                return;
+            }
         }
         for (Job* job : written)
             job->complete();
@@ -415,24 +457,22 @@ struct SqliteStore::Impl {
     bool truncate_wal() {
         int log = 0;
         int done = 0;
-        return sqlite3_wal_checkpoint_v2(
-                   writer.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done
-               ) == SQLITE_OK;
+        return sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
+               SQLITE_OK;
     }
 
     std::int64_t sweep_once() {
-        Statements& st = writer.st;
         const std::int64_t t = now();
         if (st.begin.exec() != SQLITE_DONE)
             return -1;
         std::int64_t deleted = 0;
         st.sweep_sessions.bind(1, t).bind(2, std::int64_t{kSweepRows}).exec();
-        deleted += sqlite3_changes(writer.db);
+        deleted += sqlite3_changes(db);
         st.sweep_messages.bind(1, t).bind(2, std::int64_t{kSweepRows}).exec();
-        deleted += sqlite3_changes(writer.db);
+        deleted += sqlite3_changes(db);
         // A pending call nobody came back for within the message retention is dropped too.
         st.sweep_pending.bind(1, t - options.message_ttl.count()).exec();
-        deleted += sqlite3_changes(writer.db);
+        deleted += sqlite3_changes(db);
         if (st.commit.exec() != SQLITE_DONE) {
             st.rollback.exec();
             return -1;
@@ -460,8 +500,8 @@ struct OpJob final : Job {
               asio::execution::outstanding_work.tracked
           )) {}
 
-    bool run(SqliteStore::Impl& impl, Conn& conn) override {
-        result.emplace(op(impl, conn));
+    bool run(SqliteStore::Impl& db) override {
+        result.emplace(op(db));
         return result->has_value();
     }
 
@@ -483,15 +523,15 @@ struct OpJob final : Job {
 // (g++ 12 mishandles lambdas moved through an extra coroutine frame).
 template <typename T, typename Op>
 asio::awaitable<engine::Result<T>> submit(
-    SqliteStore::Impl& impl, Lane lane, bool checkpoint_after, Op op
+    SqliteStore::Impl& impl, bool is_write, bool checkpoint_after, Op op
 ) {
     return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<T>)>(
-        [&impl, lane, checkpoint_after](auto handler, Op o) {
+        [&impl, is_write, checkpoint_after](auto handler, Op o) {
             const asio::any_io_executor fallback = asio::system_executor();
             auto job = std::make_unique<OpJob<T, Op, decltype(handler)>>(
                 std::move(o), std::move(handler), fallback
             );
-            job->lane = lane;
+            job->is_write = is_write;
             job->checkpoint_after = checkpoint_after;
             impl.enqueue(std::move(job));
         },
@@ -511,58 +551,53 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
     impl->clock = std::move(clock);
-    const std::string& path = impl->options.path;
-    sqlite3*& db = impl->writer.db;
     const int rc = sqlite3_open_v2(
-        path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr
+        impl->options.path.c_str(),
+        &impl->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr
     );
     if (rc != SQLITE_OK) {
         return engine::Error{
             "store",
-            "cannot open the SQLite database '" + path +
-                "': " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory")};
+            "cannot open the SQLite database '" + impl->options.path +
+                "': " + (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")};
     }
-    sqlite3_busy_timeout(db, 5000);
-    // WAL: readers never block the writer and a commit is one append (plus one fsync with
-    // synchronous=FULL). secure_delete: deleted rows are overwritten, so erasure leaves nothing.
+    sqlite3_busy_timeout(impl->db, 5000);
+    // WAL: readers never block the writer and a commit is one append; durable stores have the
+    // syncer thread fsync the WAL before a write is acknowledged (see Impl::sync_queue), which
+    // with synchronous=NORMAL gives what FULL gives without stalling the writer on the disk.
+    // secure_delete: deleted rows are overwritten, so erasure leaves nothing.
     const std::string pragmas =
-        std::string("PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON; PRAGMA synchronous=") +
-        (impl->options.durable ? "FULL" : "NORMAL") + "; PRAGMA foreign_keys=OFF;";
-    if (!Impl::exec(db, pragmas.c_str())) {
+        "PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON; PRAGMA synchronous=NORMAL; "
+        "PRAGMA foreign_keys=OFF;";
+    if (!impl->exec(pragmas.c_str())) {
         return engine::Error{
-            "store", "cannot configure the SQLite database '" + path + "': " + sqlite3_errmsg(db)};
+            "store",
+            "cannot configure the SQLite database '" + impl->options.path +
+                "': " + sqlite3_errmsg(impl->db)};
     }
     {
         Statement mode;
-        if (!mode.prepare(db, "PRAGMA journal_mode") || mode.step() != SQLITE_ROW ||
+        if (!mode.prepare(impl->db, "PRAGMA journal_mode") || mode.step() != SQLITE_ROW ||
             mode.text(0) != "wal") {
             return engine::Error{
                 "store",
-                "the SQLite database '" + path + "' cannot use WAL mode (a network file system?)"};
+                "the SQLite database '" + impl->options.path +
+                    "' cannot use WAL mode (a network file system?)"};
         }
     }
-    if (auto m = impl->migrate(); !m)
-        return engine::Error{"store", "cannot migrate '" + path + "': " + m.error().message};
-    if (auto p = Impl::prepare(impl->writer, true); !p)
-        return p.error();
-    // The reader: a second connection to the same file, opened once the schema exists, and
-    // refusing writes (query_only) so that every write goes through the writer's batches.
-    sqlite3*& rdb = impl->reader.db;
-    if (sqlite3_open_v2(path.c_str(), &rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
-            SQLITE_OK ||
-        !Impl::exec(rdb, "PRAGMA query_only=ON")) {
+    if (auto m = impl->migrate(); !m) {
         return engine::Error{
-            "store",
-            "cannot open a reading connection to '" + path +
-                "': " + (rdb != nullptr ? sqlite3_errmsg(rdb) : "out of memory")};
+            "store", "cannot migrate '" + impl->options.path + "': " + m.error().message};
     }
-    sqlite3_busy_timeout(rdb, 5000);
-    if (auto p = Impl::prepare(impl->reader, false); !p)
+    if (auto p = impl->prepare(); !p)
         return p.error();
     impl->next_sweep = std::chrono::steady_clock::now();
     Impl* raw = impl.get();
-    impl->write_worker.thread = std::thread([raw] { raw->write_loop(); });
-    impl->read_worker.thread = std::thread([raw] { raw->read_loop(); });
+    impl->thread = std::thread([raw] { raw->run(); });
+    if (impl->options.durable)
+        impl->sync_thread = std::thread([raw] { raw->sync_loop(); });
     return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
@@ -571,12 +606,12 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
 ) {
     return submit<CitizenState>(
         *impl_,
-        Lane::kRead,
         false,
-        [&user, &message_id](Impl& d, Conn& c) -> engine::Result<CitizenState> {
+        false,
+        [&user, &message_id](Impl& d) -> engine::Result<CitizenState> {
             CitizenState out;
             const std::int64_t t = d.now();
-            Statement& s = c.st.get_state;
+            Statement& s = d.st.get_state;
             s.bind(1, user).bind(2, t);
             int rc = s.step();
             std::string pending;
@@ -587,16 +622,16 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
             }
             s.reset();
             if (rc != SQLITE_ROW)
-                return db_error(c.db, "cannot read a session");
+                return db_error(d.db, "cannot read a session");
             if (!message_id.empty()) {
-                Statement& r = c.st.get_response;
+                Statement& r = d.st.get_response;
                 r.bind(1, user).bind(2, message_id).bind(3, t);
                 rc = r.step();
                 if (rc == SQLITE_ROW)
                     out.response = r.text(0);
                 r.reset();
                 if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                    return db_error(c.db, "cannot read a message id");
+                    return db_error(d.db, "cannot read a message id");
             }
             if (!pending.empty()) {
                 auto decoded = decode_pending_call(pending);
@@ -613,45 +648,44 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::write(TurnWrite w) {
     return submit<engine::Ok>(
         *impl_,
-        Lane::kWrite,
+        true,
         false,
-        [w = std::move(w)](Impl& d, Conn& c) -> engine::Result<engine::Ok> {
+        [w = std::move(w)](Impl& d) -> engine::Result<engine::Ok> {
             const std::int64_t t = d.now();
-            Statements& st = c.st;
             if (w.session) {
-                if (st.put_session.bind(1, w.user)
+                if (d.st.put_session.bind(1, w.user)
                         .bind(2, *w.session)
                         .bind(3, t + w.session_ttl_ms)
                         .exec() != SQLITE_DONE) {
-                    return db_error(c.db, "cannot store a session");
+                    return db_error(d.db, "cannot store a session");
                 }
             }
             if (!w.message_id.empty()) {
-                if (st.put_response.bind(1, w.user)
+                if (d.st.put_response.bind(1, w.user)
                         .bind(2, w.message_id)
                         .bind(3, w.response)
                         .bind(4, t + d.options.message_ttl.count())
                         .exec() != SQLITE_DONE) {
-                    return db_error(c.db, "cannot store a message id");
+                    return db_error(d.db, "cannot store a message id");
                 }
             }
             if (w.consent) {
-                if (st.put_consent.bind(1, w.user)
+                if (d.st.put_consent.bind(1, w.user)
                         .bind(2, std::int64_t{w.consent->opted_in ? 1 : 0})
                         .bind(3, w.consent->at)
                         .bind(4, w.consent->channel)
                         .exec() != SQLITE_DONE) {
-                    return db_error(c.db, "cannot store consent");
+                    return db_error(d.db, "cannot store consent");
                 }
             }
-            if (w.clear_pending && st.del_pending.bind(1, w.user).exec() != SQLITE_DONE)
-                return db_error(c.db, "cannot clear a pending call");
+            if (w.clear_pending && d.st.del_pending.bind(1, w.user).exec() != SQLITE_DONE)
+                return db_error(d.db, "cannot clear a pending call");
             if (w.pending) {
-                if (st.put_pending.bind(1, w.user)
+                if (d.st.put_pending.bind(1, w.user)
                         .bind(2, encode_pending_call(*w.pending))
                         .bind(3, w.pending->started_at)
                         .exec() != SQLITE_DONE) {
-                    return db_error(c.db, "cannot store a pending call");
+                    return db_error(d.db, "cannot store a pending call");
                 }
             }
             return engine::Ok{};
@@ -664,10 +698,10 @@ asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consen
 ) {
     return submit<std::optional<Consent>>(
         *impl_,
-        Lane::kRead,
         false,
-        [&user](Impl&, Conn& c) -> engine::Result<std::optional<Consent>> {
-            Statement& s = c.st.get_consent;
+        false,
+        [&user](Impl& d) -> engine::Result<std::optional<Consent>> {
+            Statement& s = d.st.get_consent;
             s.bind(1, user);
             const int rc = s.step();
             std::optional<Consent> out;
@@ -675,73 +709,49 @@ asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consen
                 out = Consent{s.int64(0) != 0, s.int64(1), s.text(2)};
             s.reset();
             if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                return db_error(c.db, "cannot read consent");
+                return db_error(d.db, "cannot read consent");
             return out;
         }
     );
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::erase_citizen(const std::string& user) {
-    return submit<engine::Ok>(
-        *impl_,
-        Lane::kWrite,
-        true,
-        [&user](Impl&, Conn& c) -> engine::Result<engine::Ok> {
-            for (Statement* s :
-                 {&c.st.del_sessions,
-                  &c.st.del_messages,
-                  &c.st.del_consent,
-                  &c.st.del_pending_user}) {
-                if (s->bind(1, user).exec() != SQLITE_DONE)
-                    return db_error(c.db, "cannot erase a citizen");
-            }
-            return engine::Ok{};
+    return submit<engine::Ok>(*impl_, true, true, [&user](Impl& d) -> engine::Result<engine::Ok> {
+        for (Statement* s :
+             {&d.st.del_sessions, &d.st.del_messages, &d.st.del_consent, &d.st.del_pending_user}) {
+            if (s->bind(1, user).exec() != SQLITE_DONE)
+                return db_error(d.db, "cannot erase a citizen");
         }
-    );
+        return engine::Ok{};
+    });
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::ping() {
-    // On the reader: /readyz answers quickly even while a commit waits for the disk.
-    return submit<engine::Ok>(
-        *impl_,
-        Lane::kRead,
-        false,
-        [](Impl&, Conn& c) -> engine::Result<engine::Ok> {
-            Statement& s = c.st.ping;
-            const int rc = s.step();
-            s.reset();
-            if (rc != SQLITE_ROW)
-                return db_error(c.db, "ping failed");
-            return engine::Ok{};
-        }
-    );
+    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
+        Statement& s = d.st.ping;
+        const int rc = s.step();
+        s.reset();
+        if (rc != SQLITE_ROW)
+            return db_error(d.db, "ping failed");
+        return engine::Ok{};
+    });
 }
 
 asio::awaitable<engine::Result<std::int64_t>> SqliteStore::sweep() {
-    return submit<std::int64_t>(
-        *impl_,
-        Lane::kMaintain,
-        false,
-        [](Impl& d, Conn& c) -> engine::Result<std::int64_t> {
-            const std::int64_t n = d.sweep_once();
-            if (n < 0)
-                return db_error(c.db, "sweep failed");
-            return n;
-        }
-    );
+    return submit<std::int64_t>(*impl_, false, false, [](Impl& d) -> engine::Result<std::int64_t> {
+        const std::int64_t n = d.sweep_once();
+        if (n < 0)
+            return db_error(d.db, "sweep failed");
+        return n;
+    });
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::checkpoint() {
-    return submit<engine::Ok>(
-        *impl_,
-        Lane::kMaintain,
-        false,
-        [](Impl& d, Conn& c) -> engine::Result<engine::Ok> {
-            if (!d.truncate_wal())
-                return db_error(c.db, "checkpoint failed");
-            return engine::Ok{};
-        }
-    );
+    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
+        if (!d.truncate_wal())
+            return db_error(d.db, "checkpoint failed");
+        return engine::Ok{};
+    });
 }
 
 std::uint64_t SqliteStore::commits() const {

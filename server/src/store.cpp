@@ -69,6 +69,20 @@ boost::asio::awaitable<void> Store::release_lease(Lease) {
     co_return;
 }
 
+boost::asio::awaitable<engine::Result<LeasedState>> Store::acquire_and_load(
+    const std::string& user, const std::string& message_id
+) {
+    auto lease = co_await acquire_lease(user);
+    if (!lease)
+        co_return lease.error();
+    auto state = co_await load(user, message_id);
+    if (!state) {
+        co_await release_lease(std::move(*lease));
+        co_return state.error();
+    }
+    co_return LeasedState{std::move(*lease), std::move(*state)};
+}
+
 engine::Result<StoreSpec> parse_store_spec(std::string_view text) {
     StoreSpec spec;
     if (text == "memory") {

@@ -78,6 +78,10 @@ TEST_SUITE("server/memory_store") {
             "{\"name\":\"\xe0\xa4\x86\xe0\xa4\xb0\xe0\xa4\xb5\",\"t\":18446744073709551615}",
             "line\nbreak and a tab\t: stored raw",
             std::string("nul\0inside", 10),
+            "12345678\x1f",  // a control byte after the first eight
+            R"({"v":1,"slots":{"note":"a long answer with a tab)"
+            "\t"
+            R"(in the middle"}})",
             R"({"unterminated":"abc)",
             "",
             "1000",

@@ -1,4 +1,6 @@
 #include <chrono>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -86,7 +88,53 @@ TEST_SUITE("server/redis_store") {
         CHECK(denied.error().message == "timed out waiting for a citizen lease");
         CHECK(run(b->acquire_lease("919800000002")));
         run(a->release_lease(*lease));
+        // release_lease() does not wait for Redis; a's next command is answered after it.
+        REQUIRE(run(a->ping()));
         CHECK(run(b->acquire_lease("919800000001")));
+    }
+
+    // acquire_and_load() sends the lease's SET NX and the MGET together. When another instance
+    // holds the lease, what that MGET read is stale: the caller must get the state written by
+    // the holder before it released, never the one read while it still ran its turn.
+    TEST_CASE("acquire_and_load waits for a held lease and reads what its holder wrote") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto a = f.open();
+        auto b = f.open();
+        const std::string user = "919800000003";
+        server::TurnWrite first;
+        first.user = user;
+        first.session = R"({"v":1,"flow":"main"})";
+        first.session_ttl_ms = 60'000;
+        REQUIRE(run(a->write(first)));
+
+        auto held = run(a->acquire_and_load(user, ""));
+        REQUIRE(held);
+        CHECK(held->lease.token != "");
+        CHECK(held->state.session == *first.session);
+
+        std::optional<engine::Result<server::LeasedState>> waited;
+        std::thread other([&] { waited.emplace(run(b->acquire_and_load(user, "m9"))); });
+        std::this_thread::sleep_for(100ms);  // b's pipelined read happens while a holds it
+        server::TurnWrite second = first;
+        second.session = R"({"v":1,"flow":"passport"})";
+        second.message_id = "m9";
+        second.response = "answer";
+        REQUIRE(run(a->write(second)));
+        run(a->release_lease(held->lease));
+        other.join();
+        REQUIRE(waited);
+        REQUIRE(*waited);
+        CHECK((*waited)->state.session == *second.session);
+        CHECK((*waited)->state.response == "answer");
+        CHECK((*waited)->lease.token != held->lease.token);
+        // And the lease is b's now: a cannot take it until b lets go.
+        auto c = f.open(50ms);
+        CHECK_FALSE(run(c->acquire_and_load(user, "")));
+        run(b->release_lease((*waited)->lease));
+        REQUIRE(run(b->ping()));
+        CHECK(run(c->acquire_and_load(user, "")));
     }
 
     TEST_CASE("with redis down operations fail, and the store reconnects by itself") {
@@ -105,5 +153,48 @@ TEST_SUITE("server/redis_store") {
         REQUIRE(f.redis.start());
         CHECK(RedisFixture::wait_until([&] { return store->connected(); }));
         CHECK(run(store->ping()));
+    }
+
+    // Scripts are sent by SHA-1 (EVALSHA); a Redis that does not have them cached (new, restarted
+    // or flushed) answers NOSCRIPT and the store sends the script's text instead.
+    TEST_CASE("writes go through when redis does not have the scripts cached") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto store = f.open();
+        // A message id makes the write a script (a session alone is one SET).
+        server::TurnWrite w;
+        w.user = "919800000001";
+        w.session = R"({"v":1,"flow":"main"})";
+        w.session_ttl_ms = 60'000;
+        w.message_id = "m1";
+        w.response = "r1";
+        REQUIRE(run(store->write(w)));  // a new redis-server: no script cached
+        auto loaded = run(store->load(w.user, "m1"));
+        CHECK(loaded->session == *w.session);
+        CHECK(loaded->response == "r1");
+        f.redis.stop();
+        REQUIRE(f.redis.start());
+        REQUIRE(RedisFixture::wait_until([&] { return store->connected(); }));
+        w.session = R"({"v":1,"flow":"passport"})";
+        w.message_id = "m2";
+        w.response = "r2";
+        REQUIRE(run(store->write(w)));
+        loaded = run(store->load(w.user, "m2"));
+        CHECK(loaded->session == *w.session);
+        CHECK(loaded->response == "r2");
+        // A session alone is one SET, with its ttl, leaving the rest as it was.
+        server::TurnWrite session_only;
+        session_only.user = w.user;
+        session_only.session = R"({"v":1,"flow":"status"})";
+        session_only.session_ttl_ms = 60'000;
+        REQUIRE(run(store->write(session_only)));
+        loaded = run(store->load(w.user, "m2"));
+        CHECK(loaded->session == *session_only.session);
+        CHECK(loaded->response == "r2");
+        auto lease = run(store->acquire_lease(w.user));
+        REQUIRE(lease);
+        run(store->release_lease(*lease));
+        CHECK(run(store->acquire_lease(w.user)));
     }
 }

@@ -50,6 +50,15 @@ void check_store_conformance(StoreUnderTest& s, const std::string& prefix) {
     CHECK(loaded->session == R"({"v":1,"flow":"main"})");
     REQUIRE(loaded->pending);
     CHECK(*loaded->pending == *pending.pending);
+    // acquire_and_load() reads what load() reads, under the citizen's lease.
+    auto leased = run(store.acquire_and_load(a, "m1"));
+    REQUIRE(leased);
+    CHECK(leased->lease.user == a);
+    CHECK(leased->state.session == R"({"v":1,"flow":"main"})");
+    CHECK(leased->state.response == R"({"user":"a"})");
+    REQUIRE(leased->state.pending);
+    CHECK(*leased->state.pending == *pending.pending);
+    run(store.release_lease(leased->lease));
     TurnWrite cleared;
     cleared.user = a;
     cleared.clear_pending = true;

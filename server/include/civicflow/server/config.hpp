@@ -75,7 +75,7 @@ struct BackendConfig {
 ///     ended_session_ttl: 1d       # a finished conversation, after its last message
 ///     message_ttl: 8d             # processed message ids and their responses
 ///     sweep_interval: 1m          # sqlite: how often expired rows are deleted
-///     durable: true               # sqlite: fsync every commit (synchronous=FULL)
+///     durable: true               # sqlite: fdatasync the WAL after each group commit
 ///     lease_ttl: 30s              # redis: a crashed instance's per-citizen lease expires
 struct StoreConfig {
     std::string type = "sqlite:civicflow.db";

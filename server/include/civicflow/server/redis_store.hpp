@@ -59,7 +59,14 @@ public:
     ) override;
     boost::asio::awaitable<engine::Result<engine::Ok>> ping() override;
     boost::asio::awaitable<engine::Result<Lease>> acquire_lease(const std::string& user) override;
+    /// Sends the release and returns without waiting for Redis's answer: the citizen's next
+    /// command goes out on the same connection after it, so Redis runs them in that order.
     boost::asio::awaitable<void> release_lease(Lease lease) override;
+    /// The lease's SET NX and the MGET of load() pipelined: one round trip. When another
+    /// instance holds the lease, the MGET's answer is dropped and acquire_lease() waits.
+    boost::asio::awaitable<engine::Result<LeasedState>> acquire_and_load(
+        const std::string& user, const std::string& message_id
+    ) override;
 
     /// Whether the connection is up now.
     bool connected() const;
@@ -68,6 +75,8 @@ public:
 
 private:
     explicit RedisStore(std::shared_ptr<Impl> impl);
+    Lease new_lease(const std::string& user) const;
+    std::string lease_command(const Lease& lease) const;
     std::shared_ptr<Impl> impl_;
 };
 

@@ -14,10 +14,11 @@ namespace civicflow::server {
 /// The embedded default store of `civicflow serve`. One SQLite connection owned by one writer
 /// thread, fed by a queue: I/O threads never touch the database. The writer takes everything
 /// queued (up to `max_batch` operations), runs the writes in one transaction (each in its own
-/// savepoint, so one failing write does not undo the others) and commits once; with
-/// `synchronous=FULL` the commit is one fsync of the WAL, shared by the whole batch (group
-/// commit). A write's completion is posted to its caller's executor only after that commit, so
-/// an acknowledged message is on disk. Reads complete as soon as they have run.
+/// savepoint, so one failing write does not undo the others) and commits once. When `durable`,
+/// a second thread then fsyncs the WAL, once for every commit made since its last fsync (group
+/// commit), and a write's completion is posted to its caller's executor only after that, so an
+/// acknowledged message is on disk; the writer does not wait for the disk meanwhile. Reads
+/// complete as soon as they have run.
 ///
 /// Erasure deletes the citizen's rows with `secure_delete` on (freed space is zeroed) and then
 /// checkpoints and truncates the WAL, so no old page image with the citizen's data is left in
@@ -32,8 +33,8 @@ public:
         std::string path;
         std::chrono::milliseconds message_ttl{8LL * 24 * 3600 * 1000};
         std::chrono::milliseconds sweep_interval{60'000};
-        bool durable =
-            true;  // synchronous=FULL (else NORMAL: a power cut may lose the last commits)
+        bool durable = true;  // fsync before acknowledging (else a power cut may lose the last
+                              // commits; a crash of the process alone loses nothing)
         std::size_t max_batch = 4096;
     };
 

@@ -69,6 +69,12 @@ struct Lease {
     std::string token;
 };
 
+/// A citizen's lease together with what the message needs (Store::acquire_and_load()).
+struct LeasedState {
+    Lease lease;
+    CitizenState state;
+};
+
 /// The storage interface of the server. Every operation is a coroutine so that stores doing I/O
 /// (SQLite on its writer thread, Redis on the io_context) never block an I/O thread.
 ///
@@ -106,8 +112,16 @@ public:
 
     /// Waits (bounded) for the citizen's lease across instances. The default: none needed.
     virtual boost::asio::awaitable<engine::Result<Lease>> acquire_lease(const std::string& user);
-    /// Releases a lease; never fails (an unreleased lease expires by itself).
+    /// Releases a lease; never fails (an unreleased lease expires by itself). A store may
+    /// return before the release is confirmed, as long as its later operations on the citizen
+    /// are ordered after it.
     virtual boost::asio::awaitable<void> release_lease(Lease lease);
+
+    /// acquire_lease() then load(), in one round trip where the store can (Redis pipelines the
+    /// two). The default calls the two in turn.
+    virtual boost::asio::awaitable<engine::Result<LeasedState>> acquire_and_load(
+        const std::string& user, const std::string& message_id
+    );
 };
 
 /// Parsed `--store` / `store.type` value.

@@ -106,7 +106,7 @@ private:
 };
 
 struct Statements {
-    Statement begin, commit, rollback, savepoint, release, rollback_to;
+    Statement begin, begin_read, commit, rollback, savepoint, release, rollback_to;
     Statement get_state, get_response, get_consent;
     Statement put_session, put_response, put_consent, put_pending, del_pending;
     Statement del_sessions, del_messages, del_consent, del_pending_user;
@@ -116,6 +116,10 @@ struct Statements {
 
 }  // namespace
 
+// What a job needs around it: reads share one read transaction per batch, writes one write
+// transaction (each in its own savepoint); maintenance (sweep, checkpoint) needs none open.
+enum class Lane { kRead, kWrite, kMaintain };
+
 // One queued operation: runs on the writer thread, completes on its caller's executor.
 struct Job {
     virtual ~Job() = default;
@@ -123,7 +127,7 @@ struct Job {
     virtual bool run(SqliteStore::Impl& db) = 0;
     virtual void fail(const engine::Error& error) = 0;
     virtual void complete() = 0;
-    bool is_write = false;
+    Lane lane = Lane::kRead;
     bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
     bool written = false;           // ran in the batch's transaction
 };
@@ -242,6 +246,7 @@ struct SqliteStore::Impl {
 
         const Item items[] = {
             {&st.begin, "BEGIN IMMEDIATE"},
+            {&st.begin_read, "BEGIN"},
             {&st.commit, "COMMIT"},
             {&st.rollback, "ROLLBACK"},
             {&st.savepoint, "SAVEPOINT job"},
@@ -313,6 +318,17 @@ struct SqliteStore::Impl {
                         return stopping || !queue.empty();
                     });
                     writer_idle = false;
+                    // Give the I/O threads a moment to queue more: woken by the first job
+                    // of a burst, the writer would otherwise run a batch of one (on one core,
+                    // woken threads preempt the waker). Yield while the queue keeps growing.
+                    for (int i = 0; i < 4 && !stopping; ++i) {
+                        const std::size_t before = queue.size();
+                        lock.unlock();
+                        std::this_thread::yield();
+                        lock.lock();
+                        if (queue.size() == before)
+                            break;
+                    }
                 }
                 if (stopping && queue.empty())
                     return;
@@ -381,28 +397,47 @@ struct SqliteStore::Impl {
     }
 
     void run_batch(std::vector<std::unique_ptr<Job>>& batch) {
-        bool in_tx = false;
         bool checkpoint = false;
+        bool any_read = false;
+        bool any_write = false;
         std::vector<Job*> written;
-        // Reads first, outside the transaction (sweeps and checkpoints need none open). The
-        // server never has a read and a write of one citizen in flight together, so running
-        // them in this order cannot change an answer.
+        // Maintenance first, outside any transaction (sweeps and checkpoints need none open).
         for (auto& job : batch) {
-            if (!job->is_write) {
+            if (job->lane == Lane::kMaintain) {
                 job->run(*this);
                 job->complete();
             }
+            any_read = any_read || job->lane == Lane::kRead;
+            any_write = any_write || job->lane == Lane::kWrite;
+        }
+        if (!any_read && !any_write)
+            return;
+        // One transaction for the whole batch: SQLite takes and drops its file locks (fcntl
+        // calls) once per transaction, so reads outside one would pay them each. A batch with
+        // writes takes the write lock at once (BEGIN IMMEDIATE); reads only, a read snapshot.
+        const bool in_tx = (any_write ? st.begin : st.begin_read).exec() == SQLITE_DONE;
+        const engine::Error no_tx =
+            in_tx ? engine::Error{} : db_error(db, "cannot begin a transaction");
+        // Reads before writes: the server never has a read and a write of one citizen in
+        // flight together, so this order cannot change an answer, and every read sees only
+        // committed data.
+        for (auto& job : batch) {
+            if (job->lane == Lane::kRead)
+                job->run(*this);  // without a transaction it still runs, as its own
+        }
+        // Completed together: the first completion wakes an I/O thread, which on a shared
+        // core would preempt the remaining reads.
+        for (auto& job : batch) {
+            if (job->lane == Lane::kRead)
+                job->complete();
         }
         for (auto& job : batch) {
-            if (!job->is_write)
+            if (job->lane != Lane::kWrite)
                 continue;
             if (!in_tx) {
-                if (st.begin.exec() != SQLITE_DONE) {
-                    job->fail(db_error(db, "cannot begin a transaction"));
-                    job->complete();
-                    continue;
-                }
-                in_tx = true;
+                job->fail(no_tx);
+                job->complete();
+                continue;
             }
             st.savepoint.exec();
             if (job->run(*this)) {
@@ -418,6 +453,10 @@ struct SqliteStore::Impl {
         }
         if (!in_tx)
             return;
+        if (!any_write) {
+            st.commit.exec();  // ends the read snapshot
+            return;
+        }
         if (st.commit.exec() != SQLITE_DONE) {
             const engine::Error e = db_error(db, "commit failed");
             Logger::log(LogLevel::kError, {}, "store_commit_failed", "store=sqlite");
@@ -523,15 +562,15 @@ struct OpJob final : Job {
 // (g++ 12 mishandles lambdas moved through an extra coroutine frame).
 template <typename T, typename Op>
 asio::awaitable<engine::Result<T>> submit(
-    SqliteStore::Impl& impl, bool is_write, bool checkpoint_after, Op op
+    SqliteStore::Impl& impl, Lane lane, bool checkpoint_after, Op op
 ) {
     return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<T>)>(
-        [&impl, is_write, checkpoint_after](auto handler, Op o) {
+        [&impl, lane, checkpoint_after](auto handler, Op o) {
             const asio::any_io_executor fallback = asio::system_executor();
             auto job = std::make_unique<OpJob<T, Op, decltype(handler)>>(
                 std::move(o), std::move(handler), fallback
             );
-            job->is_write = is_write;
+            job->lane = lane;
             job->checkpoint_after = checkpoint_after;
             impl.enqueue(std::move(job));
         },
@@ -606,7 +645,7 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
 ) {
     return submit<CitizenState>(
         *impl_,
-        false,
+        Lane::kRead,
         false,
         [&user, &message_id](Impl& d) -> engine::Result<CitizenState> {
             CitizenState out;
@@ -648,7 +687,7 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::write(TurnWrite w) {
     return submit<engine::Ok>(
         *impl_,
-        true,
+        Lane::kWrite,
         false,
         [w = std::move(w)](Impl& d) -> engine::Result<engine::Ok> {
             const std::int64_t t = d.now();
@@ -698,7 +737,7 @@ asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consen
 ) {
     return submit<std::optional<Consent>>(
         *impl_,
-        false,
+        Lane::kRead,
         false,
         [&user](Impl& d) -> engine::Result<std::optional<Consent>> {
             Statement& s = d.st.get_consent;
@@ -716,7 +755,8 @@ asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consen
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::erase_citizen(const std::string& user) {
-    return submit<engine::Ok>(*impl_, true, true, [&user](Impl& d) -> engine::Result<engine::Ok> {
+    return submit<
+        engine::Ok>(*impl_, Lane::kWrite, true, [&user](Impl& d) -> engine::Result<engine::Ok> {
         for (Statement* s :
              {&d.st.del_sessions, &d.st.del_messages, &d.st.del_consent, &d.st.del_pending_user}) {
             if (s->bind(1, user).exec() != SQLITE_DONE)
@@ -727,31 +767,46 @@ asio::awaitable<engine::Result<engine::Ok>> SqliteStore::erase_citizen(const std
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::ping() {
-    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
-        Statement& s = d.st.ping;
-        const int rc = s.step();
-        s.reset();
-        if (rc != SQLITE_ROW)
-            return db_error(d.db, "ping failed");
-        return engine::Ok{};
-    });
+    return submit<engine::Ok>(
+        *impl_,
+        Lane::kRead,
+        false,
+        [](Impl& d) -> engine::Result<engine::Ok> {
+            Statement& s = d.st.ping;
+            const int rc = s.step();
+            s.reset();
+            if (rc != SQLITE_ROW)
+                return db_error(d.db, "ping failed");
+            return engine::Ok{};
+        }
+    );
 }
 
 asio::awaitable<engine::Result<std::int64_t>> SqliteStore::sweep() {
-    return submit<std::int64_t>(*impl_, false, false, [](Impl& d) -> engine::Result<std::int64_t> {
-        const std::int64_t n = d.sweep_once();
-        if (n < 0)
-            return db_error(d.db, "sweep failed");
-        return n;
-    });
+    return submit<std::int64_t>(
+        *impl_,
+        Lane::kMaintain,
+        false,
+        [](Impl& d) -> engine::Result<std::int64_t> {
+            const std::int64_t n = d.sweep_once();
+            if (n < 0)
+                return db_error(d.db, "sweep failed");
+            return n;
+        }
+    );
 }
 
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::checkpoint() {
-    return submit<engine::Ok>(*impl_, false, false, [](Impl& d) -> engine::Result<engine::Ok> {
-        if (!d.truncate_wal())
-            return db_error(d.db, "checkpoint failed");
-        return engine::Ok{};
-    });
+    return submit<engine::Ok>(
+        *impl_,
+        Lane::kMaintain,
+        false,
+        [](Impl& d) -> engine::Result<engine::Ok> {
+            if (!d.truncate_wal())
+                return db_error(d.db, "checkpoint failed");
+            return engine::Ok{};
+        }
+    );
 }
 
 std::uint64_t SqliteStore::commits() const {

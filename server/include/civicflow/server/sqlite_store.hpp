@@ -13,8 +13,10 @@ namespace civicflow::server {
 
 /// The embedded default store of `civicflow serve`. One SQLite connection owned by one writer
 /// thread, fed by a queue: I/O threads never touch the database. The writer takes everything
-/// queued (up to `max_batch` operations), runs the writes in one transaction (each in its own
-/// savepoint, so one failing write does not undo the others) and commits once. When `durable`,
+/// queued (up to `max_batch` operations; once woken it yields the core a few times while the
+/// queue still grows, so that a burst becomes one batch, not many batches of one) and runs them
+/// in one transaction: the reads first, then the writes, each in its own savepoint so one
+/// failing write does not undo the others, and commits once. When `durable`,
 /// a second thread then fsyncs the WAL, once for every commit made since its last fsync (group
 /// commit), and a write's completion is posted to its caller's executor only after that, so an
 /// acknowledged message is on disk; the writer does not wait for the disk meanwhile. Reads

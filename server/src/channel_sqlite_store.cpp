@@ -239,6 +239,7 @@ struct ChannelSqliteStore::Impl {
     std::condition_variable wake;
     std::deque<std::unique_ptr<Job>> queue;
     bool stopping = false;
+    bool writer_idle = false;  // the writer waits on `wake` (see enqueue())
     std::thread thread;
     std::atomic<std::uint64_t> commits{0};
     std::atomic<std::uint64_t> writes{0};
@@ -422,13 +423,18 @@ struct ChannelSqliteStore::Impl {
 
     // Queues a job; false once the store is closed (the job was not taken).
     bool enqueue(std::unique_ptr<Job>& job) {
+        bool wake_writer = false;
         {
             std::lock_guard lock(mutex);
             if (stopping)
                 return false;
             queue.push_back(std::move(job));
+            // Only a writer asleep needs the futex call (see SqliteStore).
+            wake_writer = writer_idle;
+            writer_idle = false;
         }
-        wake.notify_one();
+        if (wake_writer)
+            wake.notify_one();
         return true;
     }
 
@@ -438,9 +444,22 @@ struct ChannelSqliteStore::Impl {
         for (;;) {
             {
                 std::unique_lock lock(mutex);
-                wake.wait_for(lock, options.sweep_interval, [&] {
-                    return stopping || !queue.empty();
-                });
+                if (!stopping && queue.empty()) {
+                    writer_idle = true;
+                    wake.wait_for(lock, options.sweep_interval, [&] {
+                        return stopping || !queue.empty();
+                    });
+                    writer_idle = false;
+                    // Let the I/O threads finish queueing a burst (see SqliteStore::Impl::run).
+                    for (int i = 0; i < 4 && !stopping; ++i) {
+                        const std::size_t before = queue.size();
+                        lock.unlock();
+                        std::this_thread::yield();
+                        lock.lock();
+                        if (queue.size() == before)
+                            break;
+                    }
+                }
                 if (stopping && queue.empty())
                     return;
                 while (!queue.empty() && batch.size() < options.max_batch) {

@@ -130,8 +130,9 @@ boost::asio::awaitable<ApiReply> MessageService::run_locked(
     if (!leased)
         co_return store_failure(leased.error(), rid);
     // An exception below skips the release; the lease then expires by itself.
-    ApiReply reply = co_await run_message(msg, rid, std::move(leased->state));
-    co_await store_.release_lease(std::move(leased->lease));
+    ApiReply reply = co_await run_message(msg, rid, std::move(leased->state), leased->lease);
+    if (!leased->lease.token.empty())  // else released with the turn's write, or none needed
+        co_await store_.release_lease(std::move(leased->lease));
     co_return reply;
 }
 
@@ -249,7 +250,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
 }
 
 boost::asio::awaitable<ApiReply> MessageService::run_message(
-    const ChannelMessage& req, const std::string& rid, CitizenState stored
+    const ChannelMessage& req, const std::string& rid, CitizenState stored, Lease& lease
 ) {
     if (stored.response) {
         Logger::log(LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user));
@@ -341,9 +342,11 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
         write.response = response;
     write.consent = std::move(out.consent);
     write.clear_pending = out.pending_written;
+    write.release_lease = lease.token;
     auto saved = co_await store_.write(std::move(write));
     if (!saved)
         co_return store_failure(saved.error(), rid);
+    lease.token.clear();  // released by the write
     co_return ApiReply{200, std::move(response)};
 }
 

@@ -71,6 +71,7 @@ end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8]) end
 if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
 if ARGV[10] ~= '' then redis.call('SET', KEYS[5], ARGV[10], 'PX', ARGV[7]) end
+if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) == ARGV[11] then redis.call('DEL', KEYS[6]) end
 return 1
 )";
 
@@ -613,7 +614,8 @@ asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
-    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending) {
+    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending &&
+        w.release_lease.empty()) {
         // Only the session changes: one SET is atomic by itself and costs Redis a fraction of
         // a script run.
         auto reply = co_await impl_->command(Command(5, w.session->size() + w.user.size() + 32)
@@ -639,7 +641,8 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
          key("m", w.user) + ":" + w.message_id,
          key("k", w.user),
          key("c", w.user),
-         key("p", w.user)},
+         key("p", w.user),
+         key("l", w.user)},
         {w.session ? "1" : "0",
          w.session ? std::string_view(*w.session) : std::string_view(),
          session_ttl,
@@ -649,7 +652,8 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
          ttl,
          consent,
          w.clear_pending ? "1" : "0",
-         pending}
+         pending,
+         w.release_lease}
     );
     auto reply = co_await impl_->command(std::move(call), &impl_->write_script);
     if (!reply)

@@ -93,6 +93,34 @@ TEST_SUITE("server/redis_store") {
         CHECK(run(b->acquire_lease("919800000001")));
     }
 
+    // The final write of a turn releases the lease in the same script; a token that is no
+    // longer the lease's (it expired and another instance took it) releases nothing.
+    TEST_CASE("a write can release the citizen's lease, only when the token still holds it") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto a = f.open(50ms);
+        auto b = f.open(50ms);
+        const std::string user = "919800000004";
+        auto held = run(a->acquire_and_load(user, ""));
+        REQUIRE(held);
+        server::TurnWrite w;
+        w.user = user;
+        w.session = R"({"v":1,"flow":"main"})";
+        w.session_ttl_ms = 60'000;
+        w.release_lease = "not-the-token";
+        REQUIRE(run(a->write(w)));
+        CHECK_FALSE(run(b->acquire_lease(user)));  // still a's
+        w.release_lease = held->lease.token;
+        REQUIRE(run(a->write(w)));  // session only, yet through the script to release
+        auto taken = run(b->acquire_and_load(user, ""));
+        REQUIRE(taken);
+        CHECK(taken->state.session == *w.session);
+        // a's old token cannot release b's lease.
+        REQUIRE(run(a->write(w)));
+        CHECK_FALSE(run(a->acquire_lease(user)));
+    }
+
     // acquire_and_load() sends the lease's SET NX and the MGET together. When another instance
     // holds the lease, what that MGET read is stale: the caller must get the state written by
     // the holder before it released, never the one read while it still ran its turn.

@@ -115,7 +115,7 @@ private:
     std::int64_t session_ttl(const engine::Session& session) const;
     boost::asio::awaitable<ApiReply> run_locked(const ChannelMessage& msg, const std::string& rid);
     boost::asio::awaitable<ApiReply> run_message(
-        const ChannelMessage& msg, const std::string& rid, CitizenState stored
+        const ChannelMessage& msg, const std::string& rid, CitizenState stored, Lease& lease
     );
     boost::asio::awaitable<engine::Result<engine::Ok>> erase_everything(const std::string& user);
     // Performs the backend calls of `turn` (storing each as pending first) and resumes the

@@ -60,6 +60,10 @@ struct TurnWrite {
     std::optional<Consent> consent;      // set: the citizen opted in or out in this turn
     std::optional<PendingCall> pending;  // set: a call is about to be sent
     bool clear_pending = false;          // the turn's pending call has completed
+    // Non-empty: the citizen's lease with this token is released in the same step, once the
+    // write is stored (Redis: one script instead of two commands). Stores without leases
+    // ignore it. When the write fails, the lease is still held.
+    std::string release_lease;
 };
 
 /// A per-citizen lease held while a turn runs (several instances on one Redis). Empty token:

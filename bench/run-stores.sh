@@ -21,7 +21,10 @@
 # A pass is disturbed when other processes used more than $FOREIGN_PCT % of the machine during
 # it (from /proc/stat minus the server's, redis-server's and wrk's own CPU), the VM lost as much
 # to steal, or the machine was not quiet before it (both cores under $QUIET_PCT % busy, waiting
-# at most $QUIET_WAIT s); a disturbed pass is repeated with fresh citizens, at most
+# at most $QUIET_WAIT s), or the server core was slow before it (a fixed awk loop pinned to it
+# took more than $SLOW_PCT % of the fastest time seen, after waiting at most $SLOW_WAIT s for it
+# to recover: a VM's core can run at half speed for minutes with no steal time or foreign load
+# to show for it); a disturbed pass is repeated with fresh citizens, at most
 # $MAX_ATTEMPTS attempts, the last one kept and marked. Results: DIR/results.tsv (one line per
 # pass) and DIR/report.md (medians; ratios to the ceiling computed per round, then the median).
 # BUILD_DIR and FLOWS choose other binaries and flows.
@@ -52,7 +55,7 @@ while [ $# -gt 0 ]; do
         *) echo "run-stores: unknown option $1" >&2; exit 2 ;;
     esac
 done
-: "${QUIET_PCT:=15}" "${QUIET_WAIT:=120}" "${FOREIGN_PCT:=5}" "${MAX_ATTEMPTS:=3}"
+: "${QUIET_PCT:=15}" "${QUIET_WAIT:=120}" "${FOREIGN_PCT:=5}" "${MAX_ATTEMPTS:=3}" "${SLOW_PCT:=125}" "${SLOW_WAIT:=90}"
 : "${BUILD_DIR:=build/release}" "${FLOWS:=flows}"
 : "${SERVER_CPU:=0}" "${LOAD_CPU:=1}" "${REDIS_CPU:=$LOAD_CPU}"
 : "${DATA_DIR:=/var/tmp}"   # SQLite and Redis files: must be a real disk, not tmpfs
@@ -117,7 +120,7 @@ free_port() {
     echo "data directory: $data ($fstype)"
     echo "pinning: servers on cpu $SERVER_CPU, wrk on cpu $LOAD_CPU, redis-server on cpu $REDIS_CPU"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command: QUIET_PCT=$QUIET_PCT FOREIGN_PCT=$FOREIGN_PCT MAX_ATTEMPTS=$MAX_ATTEMPTS bench/run-stores.sh --runs $runs --duration $duration --connections \"$connections\" --stores \"$stores\" --forms $forms"
+    echo "command: QUIET_PCT=$QUIET_PCT FOREIGN_PCT=$FOREIGN_PCT SLOW_PCT=$SLOW_PCT SLOW_WAIT=$SLOW_WAIT MAX_ATTEMPTS=$MAX_ATTEMPTS bench/run-stores.sh --runs $runs --duration $duration --connections \"$connections\" --stores \"$stores\" --forms $forms"
 } > "$out/machine.txt"
 cat "$out/machine.txt" >&2
 
@@ -139,6 +142,33 @@ core_busy_max() {  # busiest core's % over one second
     paste <(echo "$a") <(echo "$b") |
         awk '{d = $4 - $2; p = (d > 0 ? 100 * ($3 - $1) / d : 0); if (p > m) m = p} END {printf "%.0f", m}'
 }
+# The server core's speed: a fixed loop of integer arithmetic, timed (ms). A VM's core can run at
+# half speed for minutes (other guests on the host: no steal time, no foreign load in
+# /proc/stat); a pass that starts while the probe takes more than $SLOW_PCT % of the fastest
+# probe seen so far is disturbed. The probe is in process-startup-free awk, pinned to the core.
+probe_best=""
+probe_core() {
+    taskset -c "$SERVER_CPU" awk 'BEGIN {
+        "date +%s%N" | getline t0; close("date +%s%N")
+        s = 0; for (i = 0; i < 3000000; i++) s = (s + i * 7) % 1000003
+        "date +%s%N" | getline t1; close("date +%s%N")
+        printf "%.0f\n", (t1 - t0) / 1e6 }'
+}
+last_probe=""
+probe_slow() {  # sets last_probe; true when the core is slow
+    last_probe="$(probe_core)"
+    if [ -z "$probe_best" ] || [ "$last_probe" -lt "$probe_best" ]; then probe_best="$last_probe"; fi
+    [ $((last_probe * 100)) -gt $((probe_best * SLOW_PCT)) ]
+}
+for _ in 1 2 3; do probe_slow || true; done
+wait_fast() {  # waits (at most $SLOW_WAIT s) for the server core to be at full speed
+    local start=$SECONDS
+    while probe_slow; do
+        [ $((SECONDS - start)) -ge "$SLOW_WAIT" ] && return 1
+        sleep 3
+    done
+}
+
 quiet_note=""
 wait_quiet() {
     local start=$SECONDS busy
@@ -164,6 +194,10 @@ measure() {
     for attempt in $(seq "$MAX_ATTEMPTS"); do
         run=("${cmd[@]//@A/$attempt}")
         wait_quiet
+        if ! wait_fast; then
+            quiet_note="slow-core:${last_probe}ms/${probe_best}ms"
+            log "$name: server core still slow after ${SLOW_WAIT}s (probe ${last_probe} ms, best ${probe_best} ms), measuring anyway"
+        fi
         read -r b0 s0 t0 < <(stat_totals)
         read -r l0 lt0 < <(core_ticks "$LOAD_CPU")
         c0="$(proc_ticks "$spid")"
@@ -296,7 +330,7 @@ for r in $(seq "$runs"); do
                 "$s" "$c" "$r" "$(field "$f" rps)" "$(field "$f" p50_us)" "$(field "$f" p99_us)" \
                 "$(field "$f" p999_us)" "$(field "$f" max_us)" "$cpu" "$rcpu" "$load_core_pct" \
                 "$last_foreign" "$last_steal" "$attempts" "$last_disturbed" \
-                "non2xx=$(field "$f" non2xx),socket_errors=$(field "$f" socket_errors)" >> "$results"
+                "non2xx=$(field "$f" non2xx),socket_errors=$(field "$f" socket_errors),core_probe_ms=$last_probe/$probe_best" >> "$results"
             log "$s c$c round $r: $(field "$f" rps) req/s, p50 $(field "$f" p50_us) us, p99 $(field "$f" p99_us) us, server ${cpu} us CPU/req${rcpu:+, redis ${rcpu} us/req}, load core ${load_core_pct}%, foreign ${last_foreign}%, non2xx $(field "$f" non2xx)"
         done
     done

@@ -75,6 +75,14 @@ if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) == ARGV[11] then redis.call('DE
 return 1
 )";
 
+// The most common write: a new session, and the lease released when still ours (the general
+// script above does the same with eleven arguments to unpack; this is the cheaper call).
+constexpr const char* kSessionReleaseScript = R"(
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+)";
+
 // Everything about one citizen, message responses included (found through the id set).
 constexpr const char* kEraseScript = R"(
 local ids = redis.call('SMEMBERS', KEYS[2])
@@ -230,6 +238,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     asio::steady_timer reconnect_timer;
     std::string lease_prefix;  // unique per process: leases are compared by token
     const Script write_script{kWriteScript};
+    const Script session_release_script{kSessionReleaseScript};
     const Script erase_script{kEraseScript};
     const Script release_script{kReleaseScript};
     std::atomic<std::uint64_t> lease_seq{0};
@@ -625,6 +634,18 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
                                                  .arg("PX")
                                                  .arg(std::max<std::int64_t>(1, w.session_ttl_ms))
                                                  .take());
+        if (!reply)
+            co_return reply.error();
+        co_return engine::Ok{};
+    }
+    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending) {
+        const std::string session_ttl = std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms));
+        std::string call = script_call(
+            impl_->session_release_script,
+            {key("s", w.user), key("l", w.user)},
+            {*w.session, session_ttl, w.release_lease}
+        );
+        auto reply = co_await impl_->command(std::move(call), &impl_->session_release_script);
         if (!reply)
             co_return reply.error();
         co_return engine::Ok{};

@@ -166,6 +166,22 @@ struct SqliteStore::Impl {
     int wal_fd = -1;
     std::atomic<std::uint64_t> syncs{0};
 
+    // Checkpoints. SQLite's automatic checkpoint runs inside the commit that crosses its
+    // threshold, on the writer thread, holding every queued read and write behind it (tens of
+    // milliseconds of tail latency). Instead the writer's WAL hook only notes the WAL's size,
+    // and a checkpoint thread with its own connection copies the WAL into the database
+    // (PASSIVE: it never waits for, nor blocks, the writer). ckpt_mutex keeps it and the
+    // erasure's truncating checkpoint from running at once.
+    sqlite3* ckpt_db = nullptr;
+    std::mutex ckpt_mutex;  // held while checkpointing (either connection)
+    std::mutex ckpt_wait_mutex;
+    std::condition_variable ckpt_wake;
+    bool ckpt_wanted = false;
+    bool ckpt_idle = false;
+    bool ckpt_stopping = false;
+    std::thread ckpt_thread;
+    std::atomic<std::uint64_t> checkpoints{0};
+
     ~Impl() {
         {
             std::lock_guard lock(mutex);
@@ -182,6 +198,15 @@ struct SqliteStore::Impl {
         sync_wake.notify_one();
         if (sync_thread.joinable())
             sync_thread.join();
+        {
+            std::lock_guard lock(ckpt_wait_mutex);
+            ckpt_stopping = true;
+        }
+        ckpt_wake.notify_one();
+        if (ckpt_thread.joinable())
+            ckpt_thread.join();
+        if (ckpt_db != nullptr)
+            sqlite3_close_v2(ckpt_db);
         if (wal_fd >= 0)
             ::close(wal_fd);
         // close_v2: the statements (members, finalized after this body) close it for good.
@@ -494,10 +519,56 @@ struct SqliteStore::Impl {
     }
 
     bool truncate_wal() {
+        std::lock_guard lock(ckpt_mutex);
         int log = 0;
         int done = 0;
         return sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
                SQLITE_OK;
+    }
+
+    // The writer connection's WAL hook (after each commit, on the writer thread).
+    static int on_wal_commit(void* arg, sqlite3*, const char*, int pages) {
+        auto* self = static_cast<Impl*>(arg);
+        if (pages < self->options.checkpoint_pages)
+            return SQLITE_OK;
+        bool wake = false;
+        {
+            std::lock_guard lock(self->ckpt_wait_mutex);
+            self->ckpt_wanted = true;
+            wake = self->ckpt_idle;
+            self->ckpt_idle = false;
+        }
+        if (wake)
+            self->ckpt_wake.notify_one();
+        return SQLITE_OK;
+    }
+
+    // The checkpoint thread: one PASSIVE checkpoint each time the WAL has grown past the
+    // threshold. What it cannot copy yet (frames a reader still needs) waits for the next one.
+    void checkpoint_loop() {
+        for (;;) {
+            {
+                std::unique_lock lock(ckpt_wait_mutex);
+                if (!ckpt_wanted && !ckpt_stopping) {
+                    ckpt_idle = true;
+                    ckpt_wake.wait(lock, [&] { return ckpt_wanted || ckpt_stopping; });
+                    ckpt_idle = false;
+                }
+                if (ckpt_stopping)
+                    return;
+                ckpt_wanted = false;
+            }
+            std::lock_guard lock(ckpt_mutex);
+            int log = 0;
+            int done = 0;
+            const int rc =
+                sqlite3_wal_checkpoint_v2(ckpt_db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+            if (rc == SQLITE_OK) {
+                checkpoints.fetch_add(1);
+            } else if (rc != SQLITE_BUSY) {
+                Logger::log(LogLevel::kWarn, {}, "store_checkpoint_failed", "store=sqlite");
+            }
+        }
     }
 
     std::int64_t sweep_once() {
@@ -632,8 +703,27 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
     }
     if (auto p = impl->prepare(); !p)
         return p.error();
+    // The checkpoint thread's connection (see Impl::ckpt_db); synchronous=NORMAL still syncs
+    // the WAL before a checkpoint and the database after it.
+    if (sqlite3_open_v2(
+            impl->options.path.c_str(),
+            &impl->ckpt_db,
+            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+            nullptr
+        ) != SQLITE_OK ||
+        sqlite3_exec(impl->ckpt_db, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr) !=
+            SQLITE_OK) {
+        return engine::Error{
+            "store",
+            "cannot open a checkpoint connection to '" + impl->options.path + "': " +
+                (impl->ckpt_db != nullptr ? sqlite3_errmsg(impl->ckpt_db) : "out of memory")};
+    }
+    sqlite3_busy_timeout(impl->ckpt_db, 5000);
     impl->next_sweep = std::chrono::steady_clock::now();
     Impl* raw = impl.get();
+    // Replaces SQLite's automatic checkpoint on the writer connection.
+    sqlite3_wal_hook(impl->db, &Impl::on_wal_commit, raw);
+    impl->ckpt_thread = std::thread([raw] { raw->checkpoint_loop(); });
     impl->thread = std::thread([raw] { raw->run(); });
     if (impl->options.durable)
         impl->sync_thread = std::thread([raw] { raw->sync_loop(); });
@@ -815,6 +905,10 @@ std::uint64_t SqliteStore::commits() const {
 
 std::uint64_t SqliteStore::writes() const {
     return impl_->writes.load();
+}
+
+std::uint64_t SqliteStore::checkpoints() const {
+    return impl_->checkpoints.load();
 }
 
 }  // namespace civicflow::server

@@ -20,7 +20,10 @@ namespace civicflow::server {
 /// a second thread then fsyncs the WAL, once for every commit made since its last fsync (group
 /// commit), and a write's completion is posted to its caller's executor only after that, so an
 /// acknowledged message is on disk; the writer does not wait for the disk meanwhile. Reads
-/// complete as soon as they have run.
+/// complete as soon as they have run. A third thread, on its own connection, copies the WAL
+/// into the database whenever it has grown past `checkpoint_pages` (PASSIVE checkpoints, never
+/// waiting for the writer), in place of SQLite's automatic checkpoint, which would stall the
+/// writer inside a commit.
 ///
 /// Erasure deletes the citizen's rows with `secure_delete` on (freed space is zeroed) and then
 /// checkpoints and truncates the WAL, so no old page image with the citizen's data is left in
@@ -38,6 +41,7 @@ public:
         bool durable = true;  // fsync before acknowledging (else a power cut may lose the last
                               // commits; a crash of the process alone loses nothing)
         std::size_t max_batch = 4096;
+        int checkpoint_pages = 1000;  // WAL size (pages) that wakes the checkpoint thread
     };
 
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.
@@ -68,6 +72,8 @@ public:
     /// writers at once, commits < writes).
     std::uint64_t commits() const;
     std::uint64_t writes() const;
+    /// Checkpoints made by the checkpoint thread (the WAL copied into the database).
+    std::uint64_t checkpoints() const;
 
     /// The schema version this build writes.
     static constexpr int kSchemaVersion = 1;

@@ -128,8 +128,11 @@ cat "$out/machine.txt" >&2
 proc_ticks() {  # pid -> utime + stime of all its threads
     awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
 }
+# busy: user + nice + system. Interrupt and softirq time is left out (as in bench/run.sh): it is
+# mostly the pass's own loopback traffic and, with SQLite, its own disk syncs, which /proc/stat
+# does not charge to any process, so counting it made every SQLite pass look disturbed.
 stat_totals() {  # -> busy steal total (all cores)
-    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+    awk '/^cpu / {print $2 + $3 + $4, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 core_ticks() {  # cpu -> busy total
     awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
@@ -142,32 +145,8 @@ core_busy_max() {  # busiest core's % over one second
     paste <(echo "$a") <(echo "$b") |
         awk '{d = $4 - $2; p = (d > 0 ? 100 * ($3 - $1) / d : 0); if (p > m) m = p} END {printf "%.0f", m}'
 }
-# The server core's speed: a fixed loop of integer arithmetic, timed (ms). A VM's core can run at
-# half speed for minutes (other guests on the host: no steal time, no foreign load in
-# /proc/stat); a pass that starts while the probe takes more than $SLOW_PCT % of the fastest
-# probe seen so far is disturbed. The probe is in process-startup-free awk, pinned to the core.
-probe_best=""
-probe_core() {
-    taskset -c "$SERVER_CPU" awk 'BEGIN {
-        "date +%s%N" | getline t0; close("date +%s%N")
-        s = 0; for (i = 0; i < 3000000; i++) s = (s + i * 7) % 1000003
-        "date +%s%N" | getline t1; close("date +%s%N")
-        printf "%.0f\n", (t1 - t0) / 1e6 }'
-}
-last_probe=""
-probe_slow() {  # sets last_probe; true when the core is slow
-    last_probe="$(probe_core)"
-    if [ -z "$probe_best" ] || [ "$last_probe" -lt "$probe_best" ]; then probe_best="$last_probe"; fi
-    [ $((last_probe * 100)) -gt $((probe_best * SLOW_PCT)) ]
-}
-for _ in 1 2 3; do probe_slow || true; done
-wait_fast() {  # waits (at most $SLOW_WAIT s) for the server core to be at full speed
-    local start=$SECONDS
-    while probe_slow; do
-        [ $((SECONDS - start)) -ge "$SLOW_WAIT" ] && return 1
-        sleep 3
-    done
-}
+# The server core's speed before each pass (see bench/core_probe.sh).
+source bench/core_probe.sh
 
 quiet_note=""
 wait_quiet() {

@@ -10,6 +10,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -302,7 +303,12 @@ struct BackendClient::Impl {
             if (ec) {
                 Attempt a;
                 a.kind = is_timeout(ec) ? Attempt::Kind::kTimeout : Attempt::Kind::kError;
-                a.reason = is_timeout(ec) ? "connect_timeout" : "connect_failed";
+                // A refused certificate (untrusted, wrong host name) says so in the log.
+                const bool tls = ec.category() == asio::error::get_ssl_category() ||
+                                 ec.category() == asio::ssl::error::get_stream_category();
+                a.reason = is_timeout(ec) ? "connect_timeout"
+                           : tls          ? "tls_failed"
+                                          : "connect_failed";
                 co_return a;
             }
         }
@@ -389,6 +395,9 @@ struct BackendClient::Impl {
             const auto delay = backoff_delay(b->config, i);
             if (SteadyClock::now() + delay >= deadline)
                 break;
+            // A 5xx came over a healthy connection: the retry can reuse it.
+            if (last.reusable)
+                give_back(*b, std::move(last.reusable));
             Logger::log(
                 LogLevel::kInfo,
                 rid,

@@ -1,11 +1,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <string>
+#include <thread>
 
 #include <civicflow/server/logger.hpp>
 
@@ -90,7 +93,100 @@ const LogKey& log_key() {
 
 constexpr char kHex[] = "0123456789abcdef";
 
+// One write(2) per buffer where possible: a line never interleaves with another process's.
+void write_all(std::string_view text) {
+    const char* data = text.data();
+    std::size_t left = text.size();
+    while (left > 0) {
+        const ssize_t n = ::write(STDERR_FILENO, data, left);
+        if (n <= 0)
+            return;
+        data += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+// The writer thread of Logger::Async.
+struct AsyncWriter {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::string queue;  // whole lines
+    std::size_t max_bytes = 0;
+    std::uint64_t dropped_unreported = 0;
+    bool idle = false;
+    bool stopping = false;
+    std::thread thread;
+
+    void run() {
+        std::string batch;
+        for (;;) {
+            std::uint64_t dropped = 0;
+            {
+                std::unique_lock lock(mutex);
+                if (queue.empty() && dropped_unreported == 0 && !stopping) {
+                    idle = true;
+                    wake.wait(lock, [&] {
+                        return !queue.empty() || dropped_unreported != 0 || stopping;
+                    });
+                    idle = false;
+                }
+                if (queue.empty() && dropped_unreported == 0 && stopping)
+                    return;
+                batch.swap(queue);
+                dropped = dropped_unreported;
+                dropped_unreported = 0;
+            }
+            write_all(batch);
+            batch.clear();
+            if (dropped != 0) {
+                write_all(
+                    timestamp() +
+                    " level=warn event=log_lines_dropped count=" + std::to_string(dropped) + "\n"
+                );
+            }
+        }
+    }
+};
+
+// Never freed: a thread may still be logging while the server shuts down.
+AsyncWriter& async_writer() {
+    static AsyncWriter* const w = new AsyncWriter;
+    return *w;
+}
+
+std::atomic<bool> g_async_on{false};
+std::atomic<std::uint64_t> g_dropped{0};
+
 }  // namespace
+
+Logger::Async::Async(std::size_t max_queued_bytes) {
+    AsyncWriter& w = async_writer();
+    std::lock_guard lock(w.mutex);
+    if (w.thread.joinable())
+        return;  // one at a time: this one does nothing
+    owner_ = true;
+    w.max_bytes = max_queued_bytes;
+    w.stopping = false;
+    w.thread = std::thread([&w] { w.run(); });
+    g_async_on.store(true);
+}
+
+Logger::Async::~Async() {
+    if (!owner_)
+        return;
+    AsyncWriter& w = async_writer();
+    {
+        std::lock_guard lock(w.mutex);
+        w.stopping = true;  // from now on lines are written directly
+    }
+    w.wake.notify_one();
+    w.thread.join();  // after writing everything queued
+    g_async_on.store(false);
+}
+
+std::uint64_t Logger::dropped() {
+    return g_dropped.load();
+}
 
 void Logger::set_level(LogLevel level) {
     g_level.store(static_cast<int>(level));
@@ -119,16 +215,31 @@ void Logger::log(
         line += fields;
     }
     line += '\n';
-    // One write(2) per line: lines from different threads stay whole (stderr is unbuffered).
-    const char* data = line.data();
-    std::size_t left = line.size();
-    while (left > 0) {
-        const ssize_t n = ::write(STDERR_FILENO, data, left);
-        if (n <= 0)
+    if (g_async_on.load()) {
+        AsyncWriter& w = async_writer();
+        bool queued = false;
+        bool wake = false;
+        {
+            std::lock_guard lock(w.mutex);
+            if (!w.stopping) {
+                if (w.queue.size() + line.size() > w.max_bytes) {
+                    ++w.dropped_unreported;
+                    g_dropped.fetch_add(1);
+                    return;
+                }
+                w.queue += line;
+                queued = true;
+                wake = w.idle;
+                w.idle = false;
+            }
+        }
+        if (wake)
+            w.wake.notify_one();
+        if (queued)
             return;
-        data += n;
-        left -= static_cast<std::size_t>(n);
     }
+    // One write(2) per line: lines from different threads stay whole (stderr is unbuffered).
+    write_all(line);
 }
 
 std::string citizen_tag(std::string_view user) {

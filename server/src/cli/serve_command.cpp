@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -448,6 +449,9 @@ int run_serve(int argc, char** argv) {
             ioc.stop();
         });
     });
+    // From here on log lines go through a writer thread: an I/O thread never waits on stderr.
+    std::optional<Logger::Async> async_log;
+    async_log.emplace();
     http.start();
     if (whatsapp)
         whatsapp->start();
@@ -482,6 +486,7 @@ int run_serve(int argc, char** argv) {
         // outlived its own timeout would be a bug, but a stuck store is possible); destroying
         // them after the objects they reference is unsafe, so leave without destructors.
         std::fflush(stdout);
+        async_log.reset();  // what is queued is written first
         std::_Exit(0);
     }
     return 0;

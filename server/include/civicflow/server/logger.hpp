@@ -1,6 +1,7 @@
 /// Operator logs: one line per event, key=value fields, never message text or ids in clear.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,10 +13,32 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 /// Process-wide line logger writing to stderr. Thread-safe: each line is written with one call,
 /// so lines of different threads never interleave. Callers pass only non-personal fields (codes,
 /// backend names, durations, hashed citizens); nothing here inspects or redacts them.
+///
+/// By default a line is written by the thread that logs it. The server switches to a writer
+/// thread (Async below) so that an I/O thread never waits on stderr: a slow or stuck reader of
+/// the log (a full pipe, a paused terminal) then costs lines, never requests. Lines are queued up
+/// to a byte limit; past it they are dropped and counted, and the writer reports the count
+/// (`event=log_lines_dropped count=N`) once it can write again.
 class Logger {
 public:
     static void set_level(LogLevel level);
     static bool enabled(LogLevel level);
+
+    /// While alive, lines go through the writer thread; its destructor writes what is queued
+    /// and stops the thread. One at a time.
+    class Async {
+    public:
+        explicit Async(std::size_t max_queued_bytes = 1 << 20);
+        ~Async();
+        Async(const Async&) = delete;
+        Async& operator=(const Async&) = delete;
+
+    private:
+        bool owner_ = false;  // false when another Async was already running
+    };
+
+    /// Lines dropped because the queue was full, since the process started.
+    static std::uint64_t dropped();
 
     /// Writes "2024-05-01T10:00:00.123Z level=warn rid=REQUEST_ID event=EVENT FIELDS".
     /// `request_id` may be empty (startup and shutdown lines); `fields` is "k=v k=v" or empty.

@@ -1,7 +1,4 @@
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -16,6 +13,8 @@
 
 #include <civicflow/server/channel_sqlite_store.hpp>
 #include <civicflow/server/logger.hpp>
+
+#include "job_queue.hpp"
 
 #include <sqlite3.h>
 
@@ -235,11 +234,7 @@ struct ChannelSqliteStore::Impl {
     sqlite3* db = nullptr;
     std::unique_ptr<Statements> st = std::make_unique<Statements>();
 
-    std::mutex mutex;
-    std::condition_variable wake;
-    std::deque<std::unique_ptr<Job>> queue;
-    bool stopping = false;
-    bool writer_idle = false;  // the writer waits on `wake` (see enqueue())
+    detail::JobQueue<std::unique_ptr<Job>> queue;  // to the writer thread
     std::thread thread;
     std::atomic<std::uint64_t> commits{0};
     std::atomic<std::uint64_t> writes{0};
@@ -249,11 +244,7 @@ struct ChannelSqliteStore::Impl {
     ~Impl() { close(); }
 
     void close() {
-        {
-            std::lock_guard lock(mutex);
-            stopping = true;
-        }
-        wake.notify_one();
+        queue.close();
         if (thread.joinable())
             thread.join();
         // Whatever else happens, leave no erased data behind in the WAL.
@@ -421,52 +412,10 @@ struct ChannelSqliteStore::Impl {
         return engine::Ok{};
     }
 
-    // Queues a job; false once the store is closed (the job was not taken).
-    bool enqueue(std::unique_ptr<Job>& job) {
-        bool wake_writer = false;
-        {
-            std::lock_guard lock(mutex);
-            if (stopping)
-                return false;
-            queue.push_back(std::move(job));
-            // Only a writer asleep needs the futex call (see SqliteStore).
-            wake_writer = writer_idle;
-            writer_idle = false;
-        }
-        if (wake_writer)
-            wake.notify_one();
-        return true;
-    }
-
     // The writer thread: drain the queue in batches, one transaction per batch of writes.
     void run() {
         std::vector<std::unique_ptr<Job>> batch;
-        for (;;) {
-            {
-                std::unique_lock lock(mutex);
-                if (!stopping && queue.empty()) {
-                    writer_idle = true;
-                    wake.wait_for(lock, options.sweep_interval, [&] {
-                        return stopping || !queue.empty();
-                    });
-                    writer_idle = false;
-                    // Let the I/O threads finish queueing a burst (see SqliteStore::Impl::run).
-                    for (int i = 0; i < 4 && !stopping; ++i) {
-                        const std::size_t before = queue.size();
-                        lock.unlock();
-                        std::this_thread::yield();
-                        lock.lock();
-                        if (queue.size() == before)
-                            break;
-                    }
-                }
-                if (stopping && queue.empty())
-                    return;
-                while (!queue.empty() && batch.size() < options.max_batch) {
-                    batch.push_back(std::move(queue.front()));
-                    queue.pop_front();
-                }
-            }
+        while (queue.take(batch, options.max_batch, options.sweep_interval, true)) {
             run_batch(batch);
             batch.clear();
             if (truncate_pending)
@@ -669,7 +618,7 @@ asio::awaitable<engine::Result<T>> submit(Impl& impl, Kind kind, Op op) {
             );
             job->is_write = kind != Kind::kRead;
             job->checkpoint_after = kind == Kind::kErase;
-            if (!impl.enqueue(job)) {
+            if (!impl.queue.push(job)) {
                 job->fail(closed_error());
                 job->complete();
             }

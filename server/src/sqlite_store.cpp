@@ -1,6 +1,6 @@
 #include <atomic>
 #include <condition_variable>
-#include <deque>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -16,6 +16,8 @@
 
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/sqlite_store.hpp>
+
+#include "job_queue.hpp"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -138,11 +140,7 @@ struct SqliteStore::Impl {
     sqlite3* db = nullptr;
     Statements st;
 
-    std::mutex mutex;
-    std::condition_variable wake;
-    std::deque<std::unique_ptr<Job>> queue;
-    bool stopping = false;
-    bool writer_idle = false;  // the writer waits on `wake` (see enqueue())
+    detail::JobQueue<std::unique_ptr<Job>> queue;  // to the writer thread
     std::thread thread;
     std::atomic<std::uint64_t> commits{0};
     std::atomic<std::uint64_t> writes{0};
@@ -157,11 +155,7 @@ struct SqliteStore::Impl {
     // only then completes them. The writer meanwhile goes on with reads and the next batch, so
     // a load never waits behind the disk, and one fsync covers every commit made while the
     // previous one ran.
-    std::mutex sync_mutex;
-    std::condition_variable sync_wake;
-    std::vector<std::unique_ptr<Job>> sync_queue;  // committed, not yet synced
-    bool sync_stopping = false;
-    bool syncer_idle = false;
+    detail::JobQueue<std::unique_ptr<Job>> sync_queue;  // committed, not yet synced
     std::thread sync_thread;
     int wal_fd = -1;
     std::atomic<std::uint64_t> syncs{0};
@@ -183,19 +177,11 @@ struct SqliteStore::Impl {
     std::atomic<std::uint64_t> checkpoints{0};
 
     ~Impl() {
-        {
-            std::lock_guard lock(mutex);
-            stopping = true;
-        }
-        wake.notify_one();
+        queue.close();
         if (thread.joinable())
             thread.join();
         // The writer has handed over its last commits: sync them, then stop.
-        {
-            std::lock_guard lock(sync_mutex);
-            sync_stopping = true;
-        }
-        sync_wake.notify_one();
+        sync_queue.close();
         if (sync_thread.joinable())
             sync_thread.join();
         {
@@ -317,51 +303,10 @@ struct SqliteStore::Impl {
         return engine::Ok{};
     }
 
-    void enqueue(std::unique_ptr<Job> job) {
-        bool wake_writer = false;
-        {
-            std::lock_guard lock(mutex);
-            queue.push_back(std::move(job));
-            // Only a writer asleep needs the futex call; one busy with a batch takes this job
-            // with the next one. Cleared here so a burst of jobs wakes it once.
-            wake_writer = writer_idle;
-            writer_idle = false;
-        }
-        if (wake_writer)
-            wake.notify_one();
-    }
-
-    // The writer thread: drain the queue in batches, one transaction per batch of writes.
+    // The writer thread: drain the queue in batches, one transaction per batch.
     void run() {
         std::vector<std::unique_ptr<Job>> batch;
-        for (;;) {
-            {
-                std::unique_lock lock(mutex);
-                if (!stopping && queue.empty()) {
-                    writer_idle = true;
-                    wake.wait_for(lock, options.sweep_interval, [&] {
-                        return stopping || !queue.empty();
-                    });
-                    writer_idle = false;
-                    // Give the I/O threads a moment to queue more: woken by the first job
-                    // of a burst, the writer would otherwise run a batch of one (on one core,
-                    // woken threads preempt the waker). Yield while the queue keeps growing.
-                    for (int i = 0; i < 4 && !stopping; ++i) {
-                        const std::size_t before = queue.size();
-                        lock.unlock();
-                        std::this_thread::yield();
-                        lock.lock();
-                        if (queue.size() == before)
-                            break;
-                    }
-                }
-                if (stopping && queue.empty())
-                    return;
-                while (!queue.empty() && batch.size() < options.max_batch) {
-                    batch.push_back(std::move(queue.front()));
-                    queue.pop_front();
-                }
-            }
+        while (queue.take(batch, options.max_batch, options.sweep_interval, true)) {
             run_batch(batch);
             batch.clear();
             if (std::chrono::steady_clock::now() >= next_sweep) {
@@ -374,18 +319,10 @@ struct SqliteStore::Impl {
     // The syncer thread (durable stores): see sync_queue.
     void sync_loop() {
         std::vector<std::unique_ptr<Job>> jobs;
-        for (;;) {
-            {
-                std::unique_lock lock(sync_mutex);
-                if (!sync_stopping && sync_queue.empty()) {
-                    syncer_idle = true;
-                    sync_wake.wait(lock, [&] { return sync_stopping || !sync_queue.empty(); });
-                    syncer_idle = false;
-                }
-                if (sync_queue.empty())
-                    return;  // stopping, nothing left
-                jobs.swap(sync_queue);
-            }
+        constexpr std::size_t kAll = std::numeric_limits<std::size_t>::max();
+        while (sync_queue.take(jobs, kAll, std::chrono::hours(1), false)) {
+            if (jobs.empty())
+                continue;
             if (!sync_wal()) {
                 const engine::Error e{"store", "cannot sync the write-ahead log to disk"};
                 Logger::log(LogLevel::kError, {}, "store_sync_failed", "store=sqlite");
@@ -494,23 +431,15 @@ struct SqliteStore::Impl {
             if (checkpoint)
                 truncate_wal();
             if (options.durable) {
-                // Acknowledged once the syncer has the WAL on disk.
+                // Acknowledged once the syncer has the WAL on disk (its queue is closed only
+                // after this thread has stopped).
                 std::vector<std::unique_ptr<Job>> committed;
                 committed.reserve(written.size());
                 for (auto& job : batch) {
                     if (job->written)
                         committed.push_back(std::move(job));
                 }
-                bool wake_syncer = false;
-                {
-                    std::lock_guard lock(sync_mutex);
-                    for (auto& job : committed)
-                        sync_queue.push_back(std::move(job));
-                    wake_syncer = syncer_idle;
-                    syncer_idle = false;
-                }
-                if (wake_syncer)
-                    sync_wake.notify_one();
+                sync_queue.push_all(committed);
                 return;
             }
         }
@@ -643,7 +572,8 @@ asio::awaitable<engine::Result<T>> submit(
             );
             job->lane = lane;
             job->checkpoint_after = checkpoint_after;
-            impl.enqueue(std::move(job));
+            std::unique_ptr<Job> queued = std::move(job);
+            impl.queue.push(queued);  // refused only while the store is being destroyed
         },
         asio::use_awaitable,
         std::move(op)

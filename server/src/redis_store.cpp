@@ -416,33 +416,36 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
     }
 
-    // Sends one formatted command (on the strand); `done` runs on the strand. `script`: the
-    // script an EVALSHA runs (see PendingReply).
+    // Hands one formatted command to hiredis (on the strand); `done` runs on the strand, at
+    // once when Redis is unreachable. `script`: the script an EVALSHA runs (see PendingReply).
+    void queue_command(
+        std::string& cmd, const Script* script, std::function<void(engine::Result<Reply>)> done
+    ) {
+        if (ac == nullptr || !up) {
+            done(kUnavailable);
+            return;
+        }
+        auto pending = std::make_unique<PendingReply>(PendingReply{std::move(done), script, {}});
+        if (redisAsyncFormattedCommand(
+                ac, &Impl::on_reply, pending.get(), cmd.data(), cmd.size()
+            ) != REDIS_OK) {
+            pending->done(kUnavailable);
+            return;
+        }
+        // hiredis has copied the command into its buffer: keep ours only for a resend.
+        if (script != nullptr)
+            pending->cmd = std::move(cmd);
+        pending.release();  // owned by hiredis until on_reply
+    }
+
+    // Sends one formatted command; `done` runs on the strand.
     void send(
         std::string cmd, const Script* script, std::function<void(engine::Result<Reply>)> done
     ) {
         asio::dispatch(
             strand,
             [self = shared_from_this(), cmd = std::move(cmd), script, done = std::move(done)](
-            ) mutable {
-                if (self->ac == nullptr || !self->up) {
-                    done(kUnavailable);
-                    return;
-                }
-                auto pending =
-                    std::make_unique<PendingReply>(PendingReply{std::move(done), script, {}});
-                PendingReply* raw = pending.get();
-                if (redisAsyncFormattedCommand(
-                        self->ac, &Impl::on_reply, raw, cmd.data(), cmd.size()
-                    ) != REDIS_OK) {
-                    pending->done(kUnavailable);
-                    return;
-                }
-                // hiredis has copied the command into its buffer: keep ours only for a resend.
-                if (script != nullptr)
-                    pending->cmd = std::move(cmd);
-                pending.release();  // owned by hiredis until on_reply
-            }
+            ) mutable { self->queue_command(cmd, script, std::move(done)); }
         );
     }
 
@@ -471,55 +474,21 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
                     cmds.size(),
                     std::move(done)});
                 for (std::size_t i = 0; i < cmds.size(); ++i) {
-                    if (self->ac == nullptr || !self->up) {
-                        gather->put(i, kUnavailable);
-                        continue;
-                    }
-                    auto pending = std::make_unique<PendingReply>(PendingReply{
-                        [gather, i](engine::Result<Reply> r) { gather->put(i, std::move(r)); },
-                        nullptr,
-                        {}});
-                    if (redisAsyncFormattedCommand(
-                            self->ac, &Impl::on_reply, pending.get(), cmds[i].data(), cmds[i].size()
-                        ) != REDIS_OK) {
-                        pending->done(kUnavailable);
-                        continue;
-                    }
-                    pending.release();  // owned by hiredis until on_reply
+                    self->queue_command(cmds[i], nullptr, [gather, i](engine::Result<Reply> r) {
+                        gather->put(i, std::move(r));
+                    });
                 }
             }
         );
     }
 
-    // Awaitable form of send_pipelined().
-    asio::awaitable<std::vector<engine::Result<Reply>>> pipelined(std::vector<std::string> cmds) {
-        using Replies = std::vector<engine::Result<Reply>>;
-        return asio::async_initiate<decltype(asio::use_awaitable), void(Replies)>(
-            [self = shared_from_this()](auto handler, std::vector<std::string> c) {
-                using Handler = decltype(handler);
-                auto work = asio::prefer(
-                    asio::get_associated_executor(
-                        handler, asio::any_io_executor(asio::system_executor())
-                    ),
-                    asio::execution::outstanding_work.tracked
-                );
-                auto h = std::make_shared<Handler>(std::move(handler));
-                self->send_pipelined(std::move(c), [h, work](Replies r) {
-                    asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-                });
-            },
-            asio::use_awaitable,
-            std::move(cmds)
-        );
-    }
-
-    // Awaitable command (formatted by Command or script_call): the reply comes back on the
-    // caller's executor.
-    asio::awaitable<engine::Result<Reply>> command(
-        std::string cmd, const Script* script = nullptr
-    ) {
-        return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<Reply>)>(
-            [self = shared_from_this(), script](auto handler, std::string c) {
+    // Awaits what a send function reports: `start` gets the completion to hand to send() or
+    // send_pipelined(), which resumes the caller on its own executor. (Not a coroutine itself:
+    // async_initiate's awaitable owns `start` until it runs.)
+    template <typename R, typename Start>
+    static asio::awaitable<R> on_caller(Start start) {
+        return asio::async_initiate<decltype(asio::use_awaitable), void(R)>(
+            [](auto handler, Start st) {
                 using Handler = decltype(handler);
                 auto work = asio::prefer(
                     asio::get_associated_executor(
@@ -529,12 +498,33 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
                 );
                 // std::function needs a copyable target: share the move-only handler.
                 auto h = std::make_shared<Handler>(std::move(handler));
-                self->send(std::move(c), script, [h, work](engine::Result<Reply> r) {
+                st([h, work](R r) {
                     asio::post(work, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
                 });
             },
             asio::use_awaitable,
-            std::move(cmd)
+            std::move(start)
+        );
+    }
+
+    // Awaitable form of send_pipelined().
+    asio::awaitable<std::vector<engine::Result<Reply>>> pipelined(std::vector<std::string> cmds) {
+        using Replies = std::vector<engine::Result<Reply>>;
+        return on_caller<Replies>([self = shared_from_this(),
+                                   cmds = std::move(cmds)](auto done) mutable {
+            self->send_pipelined(std::move(cmds), std::move(done));
+        });
+    }
+
+    // Awaitable command (formatted by Command or script_call): the reply comes back on the
+    // caller's executor.
+    asio::awaitable<engine::Result<Reply>> command(
+        std::string cmd, const Script* script = nullptr
+    ) {
+        return on_caller<engine::Result<Reply>>(
+            [self = shared_from_this(), script, cmd = std::move(cmd)](auto done) mutable {
+                self->send(std::move(cmd), script, std::move(done));
+            }
         );
     }
 

@@ -860,6 +860,7 @@ TEST_SUITE("server/channel_sqlite_store") {
         REQUIRE(*run(f.store->enqueue({outbound("m#0", "1", kStart)})) == 1);
         sqlite3* raw = nullptr;
         REQUIRE(sqlite3_open(f.path.c_str(), &raw) == SQLITE_OK);
+        sqlite3_busy_timeout(raw, 5000);  // the store's writer may be mid-sweep
         REQUIRE(
             sqlite3_exec(
                 raw, "DROP TABLE wa_inbox; DROP TABLE wa_counts", nullptr, nullptr, nullptr
@@ -893,6 +894,7 @@ TEST_SUITE("server/channel_sqlite_store") {
         auto& store = **opened;
         sqlite3* raw = nullptr;
         REQUIRE(sqlite3_open(f.path.c_str(), &raw) == SQLITE_OK);
+        sqlite3_busy_timeout(raw, 5000);  // the store's writer may be mid-sweep
         REQUIRE(sqlite3_exec(raw, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
         auto blocked = run(store.add_inbound(inbound("wamid.1", "1", kStart)));
         REQUIRE_FALSE(blocked);

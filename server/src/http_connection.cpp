@@ -1,6 +1,8 @@
 #include "http_connection.hpp"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <chrono>
 #include <exception>
 #include <string_view>
@@ -9,10 +11,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/http/empty_body.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/status.hpp>
 
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/message_api.hpp>
@@ -33,6 +36,9 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadChunk = 4096;
+// After an error answer, what the client still sends is read and dropped for this long at most.
+constexpr Millis kLinger{1000};
+constexpr std::size_t kLingerChunk = 65536;
 
 bool quiet_close(const beast::error_code& ec) {
     // The client went away or stayed silent: normal life of a keep-alive connection.
@@ -41,23 +47,6 @@ bool quiet_close(const beast::error_code& ec) {
            ec == asio::error::connection_reset || ec == asio::error::eof ||
            ec == asio::error::broken_pipe || ec == asio::error::not_connected ||
            ec == asio::error::bad_descriptor;
-}
-
-HttpResponse json_response(
-    unsigned status,
-    std::string body,
-    unsigned version,
-    std::string_view request_id,
-    const char* content_type = "application/json"
-) {
-    HttpResponse res{static_cast<http::status>(status), version};
-    res.set(http::field::server, "civicflow");
-    res.set(http::field::content_type, content_type);
-    if (!request_id.empty())
-        res.set("X-Request-Id", request_id);
-    res.body() = std::move(body);
-    res.prepare_payload();
-    return res;
 }
 
 std::string_view path_of(std::string_view target) {
@@ -143,6 +132,46 @@ std::optional<std::string> percent_decode(std::string_view segment) {
     return out;
 }
 
+void format_head(const HttpAnswer& answer, unsigned version, bool keep_alive, std::string& out) {
+    char digits[24];
+    auto append_number = [&](std::uint64_t n) {
+        const auto r = std::to_chars(digits, digits + sizeof digits, n);
+        out.append(digits, r.ptr);
+    };
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    append_number(answer.status);
+    out += ' ';
+    const auto reason = http::obsolete_reason(static_cast<http::status>(answer.status));
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: civicflow\r\nContent-Type: ";
+    out += answer.content_type;
+    out += "\r\n";
+    if (!answer.request_id.empty()) {
+        out += "X-Request-Id: ";
+        out += answer.request_id;
+        out += "\r\n";
+    }
+    if (answer.allow != nullptr) {
+        out += "Allow: ";
+        out += answer.allow;
+        out += "\r\n";
+    }
+    // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
+    if (version == 10 && keep_alive)
+        out += "Connection: keep-alive\r\n";
+    else if (version != 10 && !keep_alive)
+        out += "Connection: close\r\n";
+    out += "Content-Length: ";
+    append_number(answer.head ? 0 : answer.body.size());
+    out += "\r\n\r\n";
+}
+
+Millis sweep_interval(const Limits& limits) {
+    return std::clamp(
+        std::min(limits.read_timeout, limits.idle_timeout) / 4, Millis{10}, Millis{500}
+    );
+}
+
 namespace {
 
 constexpr std::string_view kCitizensPrefix = "/v1/citizens/";
@@ -208,7 +237,7 @@ std::vector<std::shared_ptr<HttpConnection>> ServerContext::snapshot() const {
     return out;
 }
 
-asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req) {
+asio::awaitable<HttpAnswer> route_request(ServerContext& ctx, HttpRequest req) {
     const auto started = std::chrono::steady_clock::now();
     std::string rid;
     if (auto it = req.find("X-Request-Id"); it != req.end() && is_valid_request_id(it->value())) {
@@ -216,7 +245,6 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
     } else {
         rid = new_request_id();
     }
-    const unsigned version = req.version();
     const std::string_view path = path_of(req.target());
     const http::verb method = req.method();
     std::string_view route = "unknown";
@@ -332,15 +360,14 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
         reply =
             ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
     }
-    HttpResponse res =
-        json_response(reply.status, std::move(reply.body), version, rid, reply.content_type);
-    if (allow != nullptr)
-        res.set(http::field::allow, allow);
-    if (method == http::verb::head) {
-        // HEAD: same headers, no body.
-        res.body().clear();
-        res.content_length(0);
-    }
+    // HEAD: the same headers, no body.
+    HttpAnswer answer{
+        reply.status,
+        std::move(reply.body),
+        reply.content_type,
+        rid,
+        allow,
+        method == http::verb::head};
     if (ctx.access_log) {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now() - started
@@ -354,11 +381,11 @@ asio::awaitable<HttpResponse> route_request(ServerContext& ctx, HttpRequest req)
                 " us=" + std::to_string(us)
         );
     }
-    co_return res;
+    co_return answer;
 }
 
 HttpConnection::HttpConnection(asio::ip::tcp::socket socket, std::shared_ptr<ServerContext> ctx)
-    : stream_(std::move(socket))
+    : socket_(std::move(socket))
     , ctx_(std::move(ctx)) {}
 
 HttpConnection::~HttpConnection() {
@@ -369,8 +396,9 @@ HttpConnection::~HttpConnection() {
 void HttpConnection::start() {
     id_ = ctx_->add(shared_from_this());
     beast::error_code ec;
-    stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
-    asio::co_spawn(stream_.get_executor(), run(), [](std::exception_ptr e) {
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);
+    asio::co_spawn(socket_.get_executor(), run(), [](std::exception_ptr e) {
         if (!e)
             return;
         try {
@@ -387,35 +415,124 @@ void HttpConnection::start() {
 }
 
 void HttpConnection::drain() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
         self->draining_ = true;
         if (self->idle_) {
             // Waiting for a next request that will not be served: end the read (the kernel
             // reports end of stream to the pending read), leave writes untouched.
             beast::error_code ec;
-            self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
+            self->socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ec);
         }
     });
 }
 
 void HttpConnection::force_close() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+}
+
+void HttpConnection::expire_if_due(std::chrono::steady_clock::time_point now) {
+    const auto due = [this, now] {
+        const auto deadline = deadline_.load(std::memory_order_relaxed);
+        return deadline != 0 && deadline <= now.time_since_epoch().count();
+    };
+    if (!due())
+        return;
+    // Checked again on the connection's executor: the request may have moved on meanwhile.
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this(), due] {
+        if (due())
+            self->close();
+    });
+}
+
+void HttpConnection::set_deadline(Millis timeout) {
+    deadline_.store(
+        (std::chrono::steady_clock::now() + timeout).time_since_epoch().count(),
+        std::memory_order_relaxed
+    );
+}
+
+void HttpConnection::clear_deadline() {
+    deadline_.store(0, std::memory_order_relaxed);
+}
+
+asio::awaitable<beast::error_code> HttpConnection::read_more() {
+    // Asio tries the read at once and waits for the socket only when nothing is there; waiting
+    // for readability first (async_wait) would cost an epoll_ctl call per request.
+    auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), kTuple);
+    if (!ec)
+        buffer_.commit(n);
+    co_return ec;
+}
+
+asio::awaitable<beast::error_code> HttpConnection::write_all(
+    std::string_view head, std::string_view body
+) {
+    beast::error_code ec;
+    std::size_t n = socket_.write_some(
+        std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(body)}, ec
+    );
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec = {};
+        n = 0;
+    }
+    if (ec || n == head.size() + body.size())
+        co_return ec;
+    // The socket's send buffer is full (a client slow to read): wait for it, bounded by the
+    // read timeout.
+    if (n < head.size()) {
+        head.remove_prefix(n);
+    } else {
+        body.remove_prefix(n - head.size());
+        head = {};
+    }
+    set_deadline(ctx_->limits.read_timeout);
+    auto [wec, written] = co_await asio::async_write(
+        socket_, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(body)}, kTuple
+    );
+    clear_deadline();
+    co_return wec;
+}
+
+asio::awaitable<bool> HttpConnection::write_answer(
+    const HttpAnswer& answer, unsigned version, bool keep_alive
+) {
+    head_.clear();
+    format_head(answer, version, keep_alive, head_);
+    const auto ec =
+        co_await write_all(head_, answer.head ? std::string_view{} : std::string_view{answer.body});
+    if (ec) {
+        if (!quiet_close(ec))
+            Logger::log(LogLevel::kWarn, {}, "write_failed", "error=\"" + ec.message() + "\"");
+        co_return false;
+    }
+    co_return true;
 }
 
 asio::awaitable<void> HttpConnection::write_error(
     unsigned status, const char* code, const char* message
 ) {
-    const std::string rid = new_request_id();
+    std::string rid = new_request_id();
     Logger::log(
         LogLevel::kInfo,
         rid,
         "bad_request",
         std::string("status=") + std::to_string(status) + " code=" + code
     );
-    HttpResponse res = json_response(status, encode_error(code, message, rid), 11, rid);
-    res.keep_alive(false);
-    stream_.expires_after(ctx_->limits.read_timeout);
-    co_await http::async_write(stream_, res, kTuple);
+    HttpAnswer answer{status, encode_error(code, message, rid), "application/json", std::move(rid)};
+    if (co_await write_answer(answer, 11, false))
+        linger_ = true;
+}
+
+asio::awaitable<void> HttpConnection::linger() {
+    beast::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    set_deadline(std::min(ctx_->limits.read_timeout, kLinger));
+    for (;;) {
+        buffer_.clear();
+        auto [rec, n] = co_await socket_.async_read_some(buffer_.prepare(kLingerChunk), kTuple);
+        if (rec)
+            break;
+    }
 }
 
 asio::awaitable<void> HttpConnection::on_read_error(const beast::error_code& ec) {
@@ -439,44 +556,71 @@ asio::awaitable<bool> HttpConnection::read_request(HttpRequest& req) {
     if (buffer_.size() == 0) {
         // Between requests: the idle timeout applies until the next request's first byte.
         idle_ = true;
-        stream_.expires_after(limits.idle_timeout);
-        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), kTuple);
+        set_deadline(limits.idle_timeout);
+        const auto ec = co_await read_more();
         idle_ = false;
         if (ec) {
             co_await on_read_error(ec);
             co_return false;
         }
-        buffer_.commit(n);
     }
+    // From the first byte of a request to its last: the read timeout (slow clients).
+    set_deadline(limits.read_timeout);
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
-    parser.body_limit(limits.body_bytes);
-    // From the first byte of a request to its last: the read timeout (slow clients).
-    stream_.expires_after(limits.read_timeout);
-    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, kTuple);
-    if (hec) {
-        co_await on_read_error(hec);
-        co_return false;
-    }
-    if (path_of(parser.get().target()) == kWebhookPath && ctx_->whatsapp != nullptr) {
-        // Meta batches many messages into one POST: up to 3 MiB, whatever the API's limit.
-        parser.body_limit(std::max<std::uint64_t>(limits.body_bytes, kWebhookBodyBytes));
-    }
-    if (!parser.is_done()) {
-        // curl and others wait for "100 Continue" before sending larger bodies.
-        const auto& h = parser.get();
-        if (auto it = h.find(http::field::expect);
-            it != h.end() && beast::iequals(it->value(), "100-continue")) {
-            http::response<http::empty_body> cont{http::status::continue_, h.version()};
-            auto [cec, cn] = co_await http::async_write(stream_, cont, kTuple);
-            if (cec) {
-                co_await on_read_error(cec);
-                co_return false;
+    // Until the target is known, the larger of the API's and the webhook's body limits (Meta
+    // batches many messages into one POST: up to 3 MiB); the header then sets the one that
+    // applies, and a Content-Length over it is refused before any byte of the body is read.
+    const bool webhooks = ctx_->whatsapp != nullptr;
+    parser.body_limit(
+        webhooks ? std::max<std::uint64_t>(limits.body_bytes, kWebhookBodyBytes) : limits.body_bytes
+    );
+    parser.eager(false);  // put() stops after the header, so the body limit can be set
+    bool header_done = false;
+    for (;;) {
+        beast::error_code ec = http::error::need_more;
+        std::size_t used = 0;
+        if (buffer_.size() > 0) {
+            used = parser.put(buffer_.data(), ec);
+            buffer_.consume(used);
+        }
+        if (ec && ec != http::error::need_more) {
+            co_await on_read_error(ec);
+            co_return false;
+        }
+        if (!header_done && parser.is_header_done()) {
+            header_done = true;
+            const auto& header = parser.get();
+            if (!webhooks || path_of(header.target()) != kWebhookPath) {
+                if (const auto length = parser.content_length();
+                    length && *length > limits.body_bytes) {
+                    co_await on_read_error(http::error::body_limit);
+                    co_return false;
+                }
+                parser.body_limit(limits.body_bytes);
+            }
+            parser.eager(true);
+            // curl and others wait for "100 Continue" before sending larger bodies.
+            const auto expect = header.find(http::field::expect);
+            if (!parser.is_done() && expect != header.end() &&
+                beast::iequals(expect->value(), "100-continue")) {
+                if (const auto cec = co_await write_all("HTTP/1.1 100 Continue\r\n\r\n", {})) {
+                    co_await on_read_error(cec);
+                    co_return false;
+                }
             }
         }
-        auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, kTuple);
-        if (bec) {
-            co_await on_read_error(bec);
+        if (parser.is_done())
+            break;
+        if (!ec && used > 0 && buffer_.size() > 0)
+            continue;  // the rest of what is buffered: the body
+        ec = co_await read_more();
+        if (ec == asio::error::eof) {
+            // The peer closed: between requests, or in the middle of one.
+            ec = parser.got_some() ? http::error::partial_message : http::error::end_of_stream;
+        }
+        if (ec) {
+            co_await on_read_error(ec);
             co_return false;
         }
     }
@@ -492,41 +636,33 @@ asio::awaitable<void> HttpConnection::run() {
             break;
         const unsigned version = req.version();
         const bool keep_alive = req.keep_alive();
-        // No timer runs while the request is handled: a slow backend call is bounded by its
-        // own timeout, and the socket has no operation pending.
-        stream_.expires_never();
-        HttpResponse res;
+        // No deadline while the request is handled: a slow backend call is bounded by its own
+        // timeout, and the socket has no operation pending.
+        clear_deadline();
+        HttpAnswer answer;
         try {
-            res = co_await route_request(*ctx_, std::move(req));
+            answer = co_await route_request(*ctx_, std::move(req));
         } catch (const std::exception& e) {
             // route_request catches handler failures; this covers allocation failures around it.
-            const std::string rid = new_request_id();
+            std::string rid = new_request_id();
             Logger::log(
                 LogLevel::kError, rid, "handler_exception", std::string("what=\"") + e.what() + "\""
             );
-            res = json_response(
+            answer = HttpAnswer{
                 500,
                 encode_error("internal", "internal error; quote the request id", rid),
-                version,
-                rid
-            );
+                "application/json",
+                std::move(rid)};
         }
         if (closed_)
             break;
         // The last response of a draining connection tells the client to go elsewhere.
         const bool last = !keep_alive || draining_;
-        res.keep_alive(!last);
-        stream_.expires_after(ctx_->limits.read_timeout);
-        auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
-        if (ec) {
-            if (!quiet_close(ec)) {
-                Logger::log(LogLevel::kWarn, {}, "write_failed", "error=\"" + ec.message() + "\"");
-            }
-            break;
-        }
-        if (last)
+        if (!co_await write_answer(answer, version, !last) || last)
             break;
     }
+    if (linger_ && !closed_)
+        co_await linger();
     close();
 }
 
@@ -534,9 +670,10 @@ void HttpConnection::close() {
     if (closed_)
         return;
     closed_ = true;
+    clear_deadline();
     beast::error_code ec;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    stream_.close();
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    socket_.close(ec);
 }
 
 }  // namespace civicflow::server

@@ -1,11 +1,15 @@
+#include <array>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <civicflow/server/http_server.hpp>
 #include <civicflow/server/logger.hpp>
@@ -46,23 +50,27 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     asio::strand<asio::any_io_executor> strand;
     tcp::acceptor acceptor;
     std::shared_ptr<ServerContext> ctx;
-    bool drain_started = false;
+    asio::steady_timer sweep_timer{strand};
+    bool stopped = false;  // drained or destroyed: the sweeper ends
 
     // Past the connection cap: answer 503 and close, bounded by a short timeout, so the
     // client learns why instead of seeing a reset.
     static asio::awaitable<void> refuse(tcp::socket socket) {
         beast::tcp_stream stream(std::move(socket));
-        const std::string rid = new_request_id();
-        HttpResponse res{http::status::service_unavailable, 11};
-        res.set(http::field::server, "civicflow");
-        res.set(http::field::content_type, "application/json");
-        res.set("X-Request-Id", rid);
-        res.keep_alive(false);
-        res.body() =
-            encode_error("too_many_connections", "the server is at its connection limit", rid);
-        res.prepare_payload();
+        std::string rid = new_request_id();
+        HttpAnswer answer{
+            503,
+            encode_error("too_many_connections", "the server is at its connection limit", rid),
+            "application/json",
+            std::move(rid)};
+        std::string head;
+        format_head(answer, 11, false, head);
         stream.expires_after(std::chrono::seconds(1));
-        co_await http::async_write(stream, res, kTuple);
+        co_await asio::async_write(
+            stream,
+            std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(answer.body)},
+            kTuple
+        );
         beast::error_code ec;
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream.close();
@@ -112,6 +120,26 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         }
     }
 
+    // Enforces the connections' read and idle timeouts: every sweep_interval(), closes those
+    // whose deadline has passed. One timer for the server instead of one per connection
+    // re-armed at every read and write.
+    asio::awaitable<void> sweep_loop() {
+        auto self = shared_from_this();
+        const auto interval = sweep_interval(ctx->limits);
+        while (!stopped) {
+            sweep_timer.expires_after(interval);
+            co_await sweep_timer.async_wait(kTuple);
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& c : ctx->snapshot())
+                c->expire_if_due(now);
+        }
+    }
+
+    void stop_sweeping() {
+        stopped = true;
+        sweep_timer.cancel();
+    }
+
     asio::awaitable<void> drain(std::chrono::milliseconds timeout, std::function<void(bool)> done) {
         auto self = shared_from_this();
         ctx->draining.store(true);
@@ -130,6 +158,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 ctx->service.in_flight() +
                 (ctx->whatsapp != nullptr ? ctx->whatsapp->in_flight() : 0);
             if (open == 0 && in_flight == 0) {
+                stop_sweeping();
                 done(true);
                 co_return;
             }
@@ -143,6 +172,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
                 );
                 for (auto& c : ctx->snapshot())
                     c->force_close();
+                stop_sweeping();
                 done(false);
                 co_return;
             }
@@ -163,6 +193,7 @@ HttpServer::HttpServer(
 HttpServer::~HttpServer() {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    asio::dispatch(impl_->strand, [impl = impl_] { impl->stop_sweeping(); });
 }
 
 engine::Result<std::uint16_t> HttpServer::listen(const std::string& host, std::uint16_t port) {
@@ -192,6 +223,7 @@ engine::Result<std::uint16_t> HttpServer::listen(const std::string& host, std::u
 
 void HttpServer::start() {
     asio::co_spawn(impl_->strand, impl_->accept_loop(), asio::detached);
+    asio::co_spawn(impl_->strand, impl_->sweep_loop(), asio::detached);
 }
 
 void HttpServer::drain(std::chrono::milliseconds timeout, std::function<void(bool clean)> done) {

@@ -569,6 +569,48 @@ TEST_SUITE("integration/server") {
         CHECK(ct::json_string(after->body, "state") == "ask_ref");
     }
 
+    TEST_CASE("HTTP/1.0 clients and Expect: 100-continue are served") {
+        Harness h;
+        {
+            // HTTP/1.0 without keep-alive: one answer, then the server closes.
+            ct::Connection c(h.server.port);
+            REQUIRE(c.send("GET /healthz HTTP/1.0\r\n\r\n"));
+            auto r = c.read();
+            REQUIRE(r);
+            CHECK(r->status == 200);
+            CHECK(r->header("Connection").empty());
+            CHECK(c.wait_closed(milliseconds(3000)));
+        }
+        {
+            // HTTP/1.0 asking for keep-alive gets it, and a second answer on the connection.
+            ct::Connection c(h.server.port);
+            REQUIRE(c.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+            auto r = c.read();
+            REQUIRE(r);
+            CHECK(r->header("Connection") == "keep-alive");
+            REQUIRE(c.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+            auto again = c.read();
+            REQUIRE(again);
+            CHECK(again->status == 200);
+        }
+        {
+            // A client that waits for "100 Continue" before its body gets it, then the answer.
+            ct::Connection c(h.server.port);
+            const std::string body = ct::text_message("citizen-expect", "hi");
+            REQUIRE(c.send(
+                "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Expect: 100-continue\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n"
+            ));
+            REQUIRE(c.expect("HTTP/1.1 100 Continue\r\n\r\n"));
+            REQUIRE(c.send(body));
+            auto r = c.read();
+            REQUIRE(r);
+            CHECK(r->status == 200);
+            CHECK(ct::json_string(r->body, "state") == "menu");
+        }
+    }
+
     TEST_CASE("keep-alive connections answer pipelined requests in order") {
         Harness h;
         ct::Connection c(h.server.port);

@@ -178,6 +178,17 @@ bool Connection::fill(Clock::time_point deadline) {
     return true;
 }
 
+bool Connection::expect(std::string_view text, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    std::size_t at = 0;
+    while ((at = buffer_.find(text)) == std::string::npos) {
+        if (!fill(deadline))
+            return false;
+    }
+    buffer_.erase(0, at + text.size());
+    return true;
+}
+
 std::optional<Response> Connection::read(milliseconds timeout) {
     if (fd_ < 0)
         return std::nullopt;

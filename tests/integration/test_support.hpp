@@ -71,6 +71,9 @@ public:
     bool send(std::string_view bytes);
     /// Reads one response (Content-Length framed); nullopt on timeout or close.
     std::optional<Response> read(milliseconds timeout = milliseconds(10000));
+    /// Waits until the bytes received contain `text` and drops them through it; false at the
+    /// deadline or on close (an interim "100 Continue", say).
+    bool expect(std::string_view text, milliseconds timeout = milliseconds(10000));
     /// Waits until the server closes the connection; false at the deadline.
     bool wait_closed(milliseconds timeout);
 

@@ -245,6 +245,34 @@ TEST_SUITE("integration/whatsapp") {
         );
     }
 
+    TEST_CASE("webhook bodies up to 3 MiB are accepted, past the API's own body limit") {
+        FakeGraph graph;
+        Server s(ct::make_temp_dir(), graph);
+        // A text message whose entry carries a field we do not read, 1 MiB long: the body is far
+        // over the API's limit (64 KiB by default) and under the webhook's.
+        const std::string text = text_message("919800000009", "wamid.BIG1", "hi");
+        const std::string pad = R"("padding":")" + std::string(1024 * 1024, 'x') + R"(",)";
+        std::string big = text;
+        big.insert(big.find(R"("changes")"), pad);
+        auto r = s.signed_post(big);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(wait_sends(graph, "919800000009", 1));
+        // The same size on the message API is refused before its body is read.
+        auto api = ct::request(s.port, "POST", "/v1/messages", big);
+        REQUIRE(api);
+        CHECK(api->status == 413);
+        // Past 3 MiB the webhook refuses too.
+        std::string huge = text;
+        huge.insert(
+            huge.find(R"("changes")"),
+            R"("padding":")" + std::string(3 * 1024 * 1024, 'x') + R"(",)"
+        );
+        auto over = s.signed_post(huge);
+        REQUIRE(over);
+        CHECK(over->status == 413);
+    }
+
     TEST_CASE("forged, missing and tampered signatures are refused and change nothing") {
         FakeGraph graph;
         Server s(ct::make_temp_dir(), graph);

@@ -18,6 +18,7 @@
 #include <civicflow/server/sqlite_store.hpp>
 
 #include "job_queue.hpp"
+#include "state_cache.hpp"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -139,6 +140,9 @@ struct SqliteStore::Impl {
     Clock clock;
     sqlite3* db = nullptr;
     Statements st;
+
+    // Sessions and pending calls of recent citizens, changed only by this writer thread.
+    std::unique_ptr<detail::StateCache> cache;
 
     detail::JobQueue<std::unique_ptr<Job>> queue;  // to the writer thread
     std::thread thread;
@@ -265,8 +269,8 @@ struct SqliteStore::Impl {
             {&st.rollback_to, "ROLLBACK TO job"},
             // The session and any pending call in one step.
             {&st.get_state,
-             "SELECT (SELECT session FROM sessions WHERE user = ?1 AND expires_at > ?2), "
-             "(SELECT call FROM pending_calls WHERE user = ?1)"},
+             "SELECT s.session, s.expires_at, (SELECT call FROM pending_calls WHERE user = ?1) "
+             "FROM (SELECT 1) LEFT JOIN sessions s ON s.user = ?1 AND s.expires_at > ?2"},
             {&st.get_response,
              "SELECT response FROM messages WHERE user = ?1 AND message_id = ?2 "
              "AND expires_at > ?3"},
@@ -423,6 +427,8 @@ struct SqliteStore::Impl {
             const engine::Error e = db_error(db, "commit failed");
             Logger::log(LogLevel::kError, {}, "store_commit_failed", "store=sqlite");
             st.rollback.exec();
+            // The batch's writes changed the cache as they ran; none of them happened.
+            cache->clear();
             for (Job* job : written)
                 job->fail(e);
         } else {
@@ -511,11 +517,14 @@ struct SqliteStore::Impl {
         deleted += sqlite3_changes(db);
         // A pending call nobody came back for within the message retention is dropped too.
         st.sweep_pending.bind(1, t - options.message_ttl.count()).exec();
-        deleted += sqlite3_changes(db);
+        const int pending_deleted = sqlite3_changes(db);
+        deleted += pending_deleted;
         if (st.commit.exec() != SQLITE_DONE) {
             st.rollback.exec();
             return -1;
         }
+        if (pending_deleted > 0)
+            cache->drop_pending(t - options.message_ttl.count());
         return deleted;
     }
 };
@@ -590,6 +599,7 @@ SqliteStore::~SqliteStore() = default;
 engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, Clock clock) {
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
+    impl->cache = std::make_unique<detail::StateCache>(impl->options.cache_entries);
     impl->clock = std::move(clock);
     const int rc = sqlite3_open_v2(
         impl->options.path.c_str(),
@@ -663,7 +673,13 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
 asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
     const std::string& user, const std::string& message_id
 ) {
-    return submit<CitizenState>(
+    // A message without an id needs only the session and pending call: from the cache when
+    // the citizen is in it, without a trip to the writer thread.
+    if (message_id.empty()) {
+        if (auto cached = impl_->cache->find(user, impl_->now()))
+            co_return std::move(*cached);
+    }
+    co_return co_await submit<CitizenState>(
         *impl_,
         Lane::kRead,
         false,
@@ -674,10 +690,13 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
             s.bind(1, user).bind(2, t);
             int rc = s.step();
             std::string pending;
+            std::int64_t expires_at = 0;
             if (rc == SQLITE_ROW) {
-                if (!s.null(0))
+                if (!s.null(0)) {
                     out.session = s.text(0);
-                pending = s.text(1);
+                    expires_at = s.int64(1);
+                }
+                pending = s.text(2);
             }
             s.reset();
             if (rc != SQLITE_ROW)
@@ -699,6 +718,7 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
                 if (decoded)
                     out.pending = std::move(*decoded);
             }
+            d.cache->fill(user, out.session, expires_at, out.pending);
             return out;
         }
     );
@@ -747,6 +767,7 @@ asio::awaitable<engine::Result<engine::Ok>> SqliteStore::write(TurnWrite w) {
                     return db_error(d.db, "cannot store a pending call");
                 }
             }
+            d.cache->apply(w, t);
             return engine::Ok{};
         }
     );
@@ -777,6 +798,7 @@ asio::awaitable<engine::Result<std::optional<Consent>>> SqliteStore::load_consen
 asio::awaitable<engine::Result<engine::Ok>> SqliteStore::erase_citizen(const std::string& user) {
     return submit<
         engine::Ok>(*impl_, Lane::kWrite, true, [&user](Impl& d) -> engine::Result<engine::Ok> {
+        d.cache->erase(user);
         for (Statement* s :
              {&d.st.del_sessions, &d.st.del_messages, &d.st.del_consent, &d.st.del_pending_user}) {
             if (s->bind(1, user).exec() != SQLITE_DONE)
@@ -835,6 +857,14 @@ std::uint64_t SqliteStore::commits() const {
 
 std::uint64_t SqliteStore::writes() const {
     return impl_->writes.load();
+}
+
+std::uint64_t SqliteStore::cache_hits() const {
+    return impl_->cache->hits();
+}
+
+std::uint64_t SqliteStore::cache_misses() const {
+    return impl_->cache->misses();
 }
 
 std::uint64_t SqliteStore::checkpoints() const {

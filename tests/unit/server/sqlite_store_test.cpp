@@ -172,6 +172,11 @@ TEST_SUITE("server/sqlite_store") {
                             file_bytes(db.path + "-wal").find(secret) != std::string::npos;
         CHECK(stored);
         REQUIRE(run(store->erase_citizen(user)));
+        // Nor is anything left in the store's memory.
+        const auto after = run(store->load(user, ""));
+        REQUIRE(after);
+        CHECK_FALSE(after->session);
+        CHECK_FALSE(after->pending);
         // Other citizens keep writing after the erasure.
         REQUIRE(run(store->write(turn("919800000099", "later"))));
         for (const std::string& file : {db.path, db.path + "-wal"}) {
@@ -186,6 +191,81 @@ TEST_SUITE("server/sqlite_store") {
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
         }
         CHECK(file_bytes(db.path).find("919800000099") != std::string::npos);
+    }
+
+    TEST_CASE("loads without a message id are answered from the cache once a citizen is read") {
+        Db db;
+        auto store = db.open();
+        auto first = run(store->load("u1", ""));
+        REQUIRE(first);
+        CHECK_FALSE(first->session);
+        CHECK(store->cache_misses() == 1);
+        auto w = turn("u1", "s1");
+        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now};
+        REQUIRE(run(store->write(w)));
+        auto second = run(store->load("u1", ""));
+        REQUIRE(second);
+        CHECK(second->session == "s1");
+        CHECK(second->pending == w.pending);
+        CHECK(store->cache_hits() == 1);
+        // With a message id the database answers (the stored response is not cached).
+        auto done = turn("u1", "s2");
+        done.clear_pending = true;
+        done.message_id = "m2";
+        done.response = "r2";
+        REQUIRE(run(store->write(done)));
+        auto by_id = run(store->load("u1", "m2"));
+        REQUIRE(by_id);
+        CHECK(by_id->response == "r2");
+        CHECK(by_id->session == "s2");
+        CHECK_FALSE(by_id->pending);
+        CHECK(store->cache_hits() == 1);
+        // The session expires in the cache as in the database.
+        db.now += 3'600'000;
+        auto expired = run(store->load("u1", ""));
+        REQUIRE(expired);
+        CHECK_FALSE(expired->session);
+        CHECK(store->cache_hits() == 2);
+        // A reopened store starts empty and reads the file.
+        store.reset();
+        db.now -= 3'600'000;
+        store = db.open();
+        auto reopened = run(store->load("u1", ""));
+        REQUIRE(reopened);
+        CHECK(reopened->session == "s2");
+        CHECK(store->cache_misses() == 1);
+    }
+
+    TEST_CASE("a pending call the sweep drops is gone from the cache too") {
+        Db db;
+        auto store = db.open();
+        REQUIRE(run(store->load("u1", "")));  // now cached
+        auto w = turn("u1", "s");
+        w.session_ttl_ms = 10 * 3'600'000;
+        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now};
+        REQUIRE(run(store->write(w)));
+        CHECK(run(store->load("u1", ""))->pending);
+        db.now += 3'600'000;  // the message retention: the sweep drops the call
+        CHECK(*run(store->sweep()) == 1);
+        const auto after = run(store->load("u1", ""));
+        REQUIRE(after);
+        CHECK(after->session == "s");
+        CHECK_FALSE(after->pending);
+        CHECK(store->cache_hits() == 2);
+    }
+
+    TEST_CASE("the sqlite store without a cache passes the store conformance checks") {
+        Db db;
+        server::SqliteStore::Options options;
+        options.path = db.path;
+        options.message_ttl = 1h;
+        options.cache_entries = 0;
+        auto opened = server::SqliteStore::open(options, [&db] { return db.now; });
+        REQUIRE(opened);
+        const server::SqliteStore* store = opened->get();
+        testing::StoreUnderTest s{std::move(*opened), &db.now};
+        testing::check_store_conformance(s, "");
+        CHECK(store->cache_hits() == 0);
     }
 
     TEST_CASE("the sweep deletes expired sessions and message ids") {

@@ -129,11 +129,36 @@ struct Job {
     // Runs the operation; false when it failed (its result is then already the error).
     virtual bool run(SqliteStore::Impl& db) = 0;
     virtual void fail(const engine::Error& error) = 0;
-    virtual void complete() = 0;
+    // Hands the result to the caller's handler, now: call on the caller's executor.
+    virtual void complete_here() = 0;
+    // The caller's executor.
+    virtual const asio::any_io_executor& executor() const = 0;
     Lane lane = Lane::kRead;
     bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
-    bool written = false;           // ran in the batch's transaction
 };
+
+// Completes `jobs` (and empties it) with one post per run of jobs sharing an executor, rather
+// than one per job: on a shared core, each post would wake the I/O thread and hand it the core
+// for a single completion. With one I/O thread every job shares its executor.
+static void complete_all(std::vector<std::unique_ptr<Job>>& jobs) {
+    std::size_t first = 0;
+    while (first < jobs.size()) {
+        std::size_t last = first + 1;
+        while (last < jobs.size() && jobs[last]->executor() == jobs[first]->executor())
+            ++last;
+        std::vector<std::unique_ptr<Job>> group(
+            std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(first)),
+            std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(last))
+        );
+        const asio::any_io_executor executor = group.front()->executor();
+        asio::post(executor, [group = std::move(group)]() mutable {
+            for (auto& job : group)
+                job->complete_here();
+        });
+        first = last;
+    }
+    jobs.clear();
+}
 
 struct SqliteStore::Impl {
     Options options;
@@ -333,9 +358,7 @@ struct SqliteStore::Impl {
                 for (auto& job : jobs)
                     job->fail(e);
             }
-            for (auto& job : jobs)
-                job->complete();
-            jobs.clear();
+            complete_all(jobs);
         }
     }
 
@@ -366,18 +389,20 @@ struct SqliteStore::Impl {
         bool checkpoint = false;
         bool any_read = false;
         bool any_write = false;
-        std::vector<Job*> written;
+        std::vector<std::unique_ptr<Job>> finished;  // completed at the end, together
         // Maintenance first, outside any transaction (sweeps and checkpoints need none open).
         for (auto& job : batch) {
-            if (job->lane == Lane::kMaintain) {
-                job->run(*this);
-                job->complete();
-            }
             any_read = any_read || job->lane == Lane::kRead;
             any_write = any_write || job->lane == Lane::kWrite;
+            if (job->lane == Lane::kMaintain) {
+                job->run(*this);
+                finished.push_back(std::move(job));
+            }
         }
-        if (!any_read && !any_write)
+        if (!any_read && !any_write) {
+            complete_all(finished);
             return;
+        }
         // One transaction for the whole batch: SQLite takes and drops its file locks (fcntl
         // calls) once per transaction, so reads outside one would pay them each. A batch with
         // writes takes the write lock at once (BEGIN IMMEDIATE); reads only, a read snapshot.
@@ -386,39 +411,38 @@ struct SqliteStore::Impl {
             in_tx ? engine::Error{} : db_error(db, "cannot begin a transaction");
         // Reads before writes: the server never has a read and a write of one citizen in
         // flight together, so this order cannot change an answer, and every read sees only
-        // committed data.
+        // committed data. They complete at once, before the writes run.
         for (auto& job : batch) {
-            if (job->lane == Lane::kRead)
+            if (job && job->lane == Lane::kRead) {
                 job->run(*this);  // without a transaction it still runs, as its own
+                finished.push_back(std::move(job));
+            }
         }
-        // Completed together: the first completion wakes an I/O thread, which on a shared
-        // core would preempt the remaining reads.
+        complete_all(finished);
+        std::vector<std::unique_ptr<Job>> written;
         for (auto& job : batch) {
-            if (job->lane == Lane::kRead)
-                job->complete();
-        }
-        for (auto& job : batch) {
-            if (job->lane != Lane::kWrite)
+            if (!job)
                 continue;
             if (!in_tx) {
                 job->fail(no_tx);
-                job->complete();
+                finished.push_back(std::move(job));
                 continue;
             }
             st.savepoint.exec();
             if (job->run(*this)) {
                 st.release.exec();
-                written.push_back(job.get());
-                job->written = true;
                 checkpoint = checkpoint || job->checkpoint_after;
+                written.push_back(std::move(job));
             } else {
                 st.rollback_to.exec();
                 st.release.exec();
-                job->complete();
+                finished.push_back(std::move(job));
             }
         }
-        if (!in_tx)
+        if (!in_tx) {
+            complete_all(finished);
             return;
+        }
         if (!any_write) {
             st.commit.exec();  // ends the read snapshot
             return;
@@ -429,8 +453,10 @@ struct SqliteStore::Impl {
             st.rollback.exec();
             // The batch's writes changed the cache as they ran; none of them happened.
             cache->clear();
-            for (Job* job : written)
+            for (auto& job : written) {
                 job->fail(e);
+                finished.push_back(std::move(job));
+            }
         } else {
             commits.fetch_add(1);
             writes.fetch_add(written.size());
@@ -439,18 +465,13 @@ struct SqliteStore::Impl {
             if (options.durable) {
                 // Acknowledged once the syncer has the WAL on disk (its queue is closed only
                 // after this thread has stopped).
-                std::vector<std::unique_ptr<Job>> committed;
-                committed.reserve(written.size());
-                for (auto& job : batch) {
-                    if (job->written)
-                        committed.push_back(std::move(job));
-                }
-                sync_queue.push_all(committed);
-                return;
+                sync_queue.push_all(written);
+            } else {
+                for (auto& job : written)
+                    finished.push_back(std::move(job));
             }
         }
-        for (Job* job : written)
-            job->complete();
+        complete_all(finished);
     }
 
     bool truncate_wal() {
@@ -535,11 +556,6 @@ namespace {
 // executor counts as busy meanwhile (an io_context waiting on us must not run out of work).
 template <typename T, typename Op, typename Handler>
 struct OpJob final : Job {
-    using Executor = decltype(asio::prefer(
-        std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
-        asio::execution::outstanding_work.tracked
-    ));
-
     OpJob(Op o, Handler h, const asio::any_io_executor& fallback)
         : op(std::move(o))
         , handler(std::move(h))
@@ -555,15 +571,13 @@ struct OpJob final : Job {
 
     void fail(const engine::Error& error) override { result.emplace(error); }
 
-    void complete() override {
-        asio::post(work, [h = std::move(handler), r = std::move(*result)]() mutable {
-            std::move(h)(std::move(r));
-        });
-    }
+    void complete_here() override { std::move(handler)(std::move(*result)); }
+
+    const asio::any_io_executor& executor() const override { return work; }
 
     Op op;
     Handler handler;
-    Executor work;
+    asio::any_io_executor work;  // tracked: the caller's executor counts as busy
     std::optional<engine::Result<T>> result;
 };
 

@@ -57,6 +57,7 @@ while [ $# -gt 0 ]; do
 done
 : "${QUIET_PCT:=15}" "${QUIET_WAIT:=120}" "${FOREIGN_PCT:=5}" "${MAX_ATTEMPTS:=3}" "${SLOW_PCT:=125}" "${SLOW_WAIT:=90}"
 : "${BUILD_DIR:=build/release}" "${FLOWS:=flows}"
+: "${WRK_THREADS:=1}"   # one wrk thread on the load core (bench/run.sh says why)
 : "${SERVER_CPU:=0}" "${LOAD_CPU:=1}" "${REDIS_CPU:=$LOAD_CPU}"
 : "${DATA_DIR:=/var/tmp}"   # SQLite and Redis files: must be a real disk, not tmpfs
 
@@ -120,7 +121,7 @@ free_port() {
     echo "data directory: $data ($fstype)"
     echo "pinning: servers on cpu $SERVER_CPU, wrk on cpu $LOAD_CPU, redis-server on cpu $REDIS_CPU"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command: QUIET_PCT=$QUIET_PCT FOREIGN_PCT=$FOREIGN_PCT SLOW_PCT=$SLOW_PCT SLOW_WAIT=$SLOW_WAIT MAX_ATTEMPTS=$MAX_ATTEMPTS bench/run-stores.sh --runs $runs --duration $duration --connections \"$connections\" --stores \"$stores\" --forms $forms"
+    echo "command: QUIET_PCT=$QUIET_PCT FOREIGN_PCT=$FOREIGN_PCT SLOW_PCT=$SLOW_PCT SLOW_WAIT=$SLOW_WAIT MAX_ATTEMPTS=$MAX_ATTEMPTS WRK_THREADS=$WRK_THREADS bench/run-stores.sh --runs $runs --duration $duration --connections \"$connections\" --stores \"$stores\" --forms $forms"
 } > "$out/machine.txt"
 cat "$out/machine.txt" >&2
 
@@ -284,8 +285,8 @@ validation_fail=0
 : > "$out/validation.txt"
 for s in "${systems[@]}"; do
     [ "$s" = ceiling ] && continue
-    measure "$s-validate" "${pid[$s]}" env THREADS=2 PREFIX="v@A" VALIDATE=1 \
-        wrk -t2 -c64 -d3s --timeout 10s -s bench/mix.lua "${url[$s]}"
+    measure "$s-validate" "${pid[$s]}" env THREADS="$WRK_THREADS" PREFIX="v@A" VALIDATE=1 \
+        wrk -t"$WRK_THREADS" -c64 -d3s --timeout 10s -s bench/mix.lua "${url[$s]}"
     line="$(grep '^validation:' <<< "$pass_out" || true)"
     log "$s validation: ${line:-no output}"
     echo "$s: $line" >> "$out/validation.txt"
@@ -298,8 +299,8 @@ for r in $(seq "$runs"); do
         for s in "${systems[@]}"; do
             extra_env=""
             [ "$s" = ceiling ] && extra_env="FIXED=1"
-            measure "$s c$c round $r" "${pid[$s]}" env THREADS=2 PREFIX="t$r-c$c-@A" $extra_env \
-                wrk -t2 -c"$c" -d"${duration}s" --timeout 10s -s bench/mix.lua "${url[$s]}"
+            measure "$s c$c round $r" "${pid[$s]}" env THREADS="$WRK_THREADS" PREFIX="t$r-c$c-@A" $extra_env \
+                wrk -t"$WRK_THREADS" -c"$c" -d"${duration}s" --timeout 10s -s bench/mix.lua "${url[$s]}"
             f="$(grep '^figures' <<< "$pass_out" || true)"
             n="$(field "$f" requests)"
             cpu="$(awk -v t="$server_ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0)}')"

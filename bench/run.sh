@@ -9,8 +9,8 @@
 # Passes, each preceded by a wait until every server is idle (an overloaded server keeps working
 # through requests it has already read) and the machine is quiet (both cores under $QUIET_PCT %
 # busy over one second, waiting at most $QUIET_WAIT s):
-#   1. validation + warm-up: wrk -t2 -c64 -d3s with VALIDATE=1 (every reply checked);
-#   2. throughput: wrk -t2 -c64 -d<duration>s --timeout 10s -s bench/mix.lua (without the
+#   1. validation + warm-up: wrk -t1 -c64 -d3s with VALIDATE=1 (every reply checked);
+#   2. throughput: wrk -t1 -c64 -d<duration>s --timeout 10s -s bench/mix.lua (without the
 #      timeout wrk leaves requests slower than 2 s out of its latency figures), --runs rounds,
 #      the systems interleaved within a round;
 #   3. open loop: civicflow_bench_loadgen at 1,000 and 10,000 messages/s (64 connections,
@@ -52,6 +52,11 @@ done
 : "${SLOW_PCT:=125}" "${SLOW_WAIT:=90}"
 : "${MAX_ATTEMPTS:=3}" "${BUDGET:=3600}"   # past BUDGET seconds: no more waiting, no repeats
 : "${FLOWS:=flows}"   # the flows civicflow serves (those of the binary's commit)
+# wrk threads on the load core. One: two threads sharing one core take turns by scheduler time
+# slices, and the connections of the waiting thread see milliseconds of latency that neither
+# server caused (p99 2 ms with one thread, 4.5-6 ms with two, for civicflow and the ceiling).
+: "${WRK_THREADS:=1}"
+export WRK_THREADS
 rates=(1000 10000)
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -102,7 +107,7 @@ trap cleanup EXIT
     echo "node: $(node --version); botkit: $(node -p "require('./bench/peers/botkit/node_modules/botkit/package.json').version"); botbuilder: $(node -p "require('./bench/peers/botkit/node_modules/botbuilder/package.json').version"); botbuilder-adapter-web: $(node -p "require('./bench/peers/botkit/node_modules/botbuilder-adapter-web/package.json').version")"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command: QUIET_PCT=$QUIET_PCT QUIET_WAIT=$QUIET_WAIT FOREIGN_PCT=$FOREIGN_PCT SLOW_PCT=$SLOW_PCT SLOW_WAIT=$SLOW_WAIT MAX_ATTEMPTS=$MAX_ATTEMPTS BUDGET=$BUDGET bench/run.sh --runs $runs --duration $duration --forms $forms"
+    echo "command: QUIET_PCT=$QUIET_PCT QUIET_WAIT=$QUIET_WAIT FOREIGN_PCT=$FOREIGN_PCT SLOW_PCT=$SLOW_PCT SLOW_WAIT=$SLOW_WAIT MAX_ATTEMPTS=$MAX_ATTEMPTS BUDGET=$BUDGET WRK_THREADS=$WRK_THREADS bench/run.sh --runs $runs --duration $duration --forms $forms"
 } > "$out/machine.txt"
 cat "$out/machine.txt" >&2
 
@@ -294,8 +299,8 @@ validation_fail=0
 want validate && for s in "${systems[@]}"; do
     v=""
     [ "$s" = ceiling ] || v="VALIDATE=1"
-    measure "$s" validate 0 "${pid[$s]}" env THREADS=2 PREFIX=v@A $(wrk_env "$s") $v \
-        wrk -t2 -c64 -d3s --timeout 10s -s bench/mix.lua "${url[$s]}"
+    measure "$s" validate 0 "${pid[$s]}" env THREADS="$WRK_THREADS" PREFIX=v@A $(wrk_env "$s") $v \
+        wrk -t"$WRK_THREADS" -c64 -d3s --timeout 10s -s bench/mix.lua "${url[$s]}"
     line="$(grep '^validation:' <<< "$pass_out" || true)"
     log "$s warm-up: ${line:-no validation (fixed reply)}"
     echo "$s $line" >> "$out/validation.txt"
@@ -305,8 +310,8 @@ done
 # ---- 2. throughput, 64 connections ----
 want wrk && for r in $(seq "$runs"); do
     for s in "${systems[@]}"; do
-        measure "$s" wrk "$r" "${pid[$s]}" env THREADS=2 PREFIX="t$r-@A" $(wrk_env "$s") \
-            wrk -t2 -c64 -d"${duration}s" --timeout 10s -s bench/mix.lua "${url[$s]}"
+        measure "$s" wrk "$r" "${pid[$s]}" env THREADS="$WRK_THREADS" PREFIX="t$r-@A" $(wrk_env "$s") \
+            wrk -t"$WRK_THREADS" -c64 -d"${duration}s" --timeout 10s -s bench/mix.lua "${url[$s]}"
         f="$(grep '^figures' <<< "$pass_out")"
         record "$s" wrk "$r" "$(field "$f" rps)" "$(field "$f" p50_us)" "$(field "$f" p99_us)" \
             "$(field "$f" p999_us)" "$(field "$f" max_us)" "$(field "$f" requests)" \
@@ -386,7 +391,7 @@ fi
 
 # ---- report ----
 python3 - "$out" "$runs" "$forms" "$validation_fail" <<'PY'
-import csv, statistics, sys
+import csv, os, statistics, sys
 out, runs, forms, validation_fail = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = list(csv.DictReader(open(f"{out}/results.tsv"), delimiter="\t"))
 def med(system, p, key):
@@ -407,7 +412,7 @@ def ms(v):
 L = []
 L.append(open(f"{out}/machine.txt").read().strip().replace("\n", "  \n"))
 L.append("")
-L.append(f"Throughput and latency: wrk -t2 -c64, median of {runs} runs (ms). CPU: the server's user+system time per request.")
+L.append(f"Throughput and latency: wrk -t{os.environ.get('WRK_THREADS', '1')} -c64, median of {runs} runs (ms). CPU: the server's user+system time per request.")
 L.append("")
 L.append("| system | req/s | p50 | p99 | p99.9 | max | CPU us/req | memory per open form (marginal) |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -1,6 +1,7 @@
 // The versioned JSON encoding of a Session. Version 1 keys are short because every store holds
 // one per citizen; defaults are omitted.
 #include <array>
+#include <cstddef>
 #include <string_view>
 
 #include <rapidjson/document.h>
@@ -103,7 +104,7 @@ std::string_view to_string(Waiting waiting) {
 }
 
 std::string encode_session(const Session& s) {
-    rapidjson::StringBuffer buffer;
+    rapidjson::StringBuffer buffer(nullptr, 512);  // a session mid-form: about 250 bytes
     Writer w(buffer);
     w.StartObject();
     w.Key("v");
@@ -163,7 +164,16 @@ std::string encode_session(const Session& s) {
 }
 
 Result<Session> decode_session(std::string_view json) {
-    rapidjson::Document doc;
+    // Values and parse stack in buffers on this stack: a default Document takes a fresh 64 KiB
+    // chunk from the heap, whose first touch misses the cache, for every session decoded.
+    using Pool = rapidjson::MemoryPoolAllocator<>;
+    alignas(std::max_align_t) char values[4096];
+    alignas(std::max_align_t) char stack[1024];
+    Pool value_pool(values, sizeof values);
+    Pool stack_pool(stack, sizeof stack);
+    rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool> doc(
+        &value_pool, sizeof stack, &stack_pool
+    );
     doc.Parse(json.data(), json.size());
     if (doc.HasParseError() || !doc.IsObject()) {
         return decode_error("not a JSON object");

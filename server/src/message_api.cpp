@@ -5,6 +5,8 @@
 
 #include <civicflow/server/message_api.hpp>
 
+#include "json_buffer.hpp"
+
 namespace civicflow::server {
 namespace {
 
@@ -59,7 +61,8 @@ std::size_t utf8_length(std::string_view text) {
 }
 
 engine::Result<MessageRequest> parse_message_request(std::string_view body) {
-    rapidjson::Document doc;
+    LocalDocument<> local;
+    PooledDocument& doc = local.get();
     // Validating the encoding rejects invalid UTF-8 inside strings (and lone surrogates in
     // \u escapes); kParseStopWhenDoneFlag is not set, so trailing garbage is an error too.
     doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
@@ -127,7 +130,7 @@ std::string encode_message_response(
     const std::vector<engine::Reply>& replies,
     const engine::Session& session
 ) {
-    rapidjson::StringBuffer buf;
+    rapidjson::StringBuffer buf(nullptr, 2048);  // a menu with its session: about 600 bytes
     Writer w(buf);
     w.StartObject();
     w.Key("user");

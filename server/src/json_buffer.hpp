@@ -1,0 +1,38 @@
+/// RapidJSON documents sized for the small JSON of one request body, with their storage inside
+/// the object (private to the server; engine/src/session_codec.cpp does the same for sessions):
+/// parsing one allocates nothing unless it outgrows that storage. A default rapidjson::Document
+/// takes a fresh 64 KiB chunk from the heap on its first value, and the first touch of that chunk
+/// misses the cache: per message, that was a few percent of the server's time (docs/performance.md,
+/// "The connection loop").
+#pragma once
+
+#include <cstddef>
+
+#include <rapidjson/document.h>
+
+namespace civicflow::server {
+
+using JsonPool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+using PooledDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, JsonPool, JsonPool>;
+
+/// A document whose values (`ValueBytes`) and parse stack (`StackBytes`) live in the object,
+/// spilling to the heap in 64 KiB chunks only beyond that. Keep it on the stack of the function
+/// that parses; not copyable or movable (the allocators point into it).
+template <std::size_t ValueBytes = 4096, std::size_t StackBytes = 1024>
+class LocalDocument {
+public:
+    LocalDocument() = default;
+    LocalDocument(const LocalDocument&) = delete;
+    LocalDocument& operator=(const LocalDocument&) = delete;
+
+    PooledDocument& get() { return doc_; }
+
+private:
+    alignas(std::max_align_t) char values_[ValueBytes];
+    alignas(std::max_align_t) char stack_[StackBytes];
+    JsonPool value_pool_{values_, sizeof values_};
+    JsonPool stack_pool_{stack_, sizeof stack_};
+    PooledDocument doc_{&value_pool_, StackBytes, &stack_pool_};
+};
+
+}  // namespace civicflow::server

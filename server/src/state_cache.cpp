@@ -17,7 +17,8 @@ std::optional<CitizenState> StateCache::find(const std::string& user, std::int64
     CitizenState state;
     if (e.session && e.session_expires_at > now)
         state.session = *e.session;
-    state.pending = e.pending;
+    if (e.pending)
+        state.pending = *e.pending;
     return state;
 }
 
@@ -36,7 +37,10 @@ void StateCache::fill(
             evict_one();
         it = entries_.try_emplace(user).first;
     }
-    it->second = Entry{std::move(session), session_expires_at, std::move(pending)};
+    it->second = Entry{
+        std::move(session),
+        session_expires_at,
+        pending ? std::make_unique<PendingCall>(std::move(*pending)) : nullptr};
 }
 
 void StateCache::apply(const TurnWrite& write, std::int64_t now) {
@@ -52,7 +56,7 @@ void StateCache::apply(const TurnWrite& write, std::int64_t now) {
     if (write.clear_pending)
         e.pending.reset();
     if (write.pending)
-        e.pending = *write.pending;
+        e.pending = std::make_unique<PendingCall>(*write.pending);
 }
 
 void StateCache::drop_pending(std::int64_t started_at) {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -56,7 +57,7 @@ private:
     struct Entry {
         std::optional<std::string> session;
         std::int64_t session_expires_at = 0;
-        std::optional<PendingCall> pending;
+        std::unique_ptr<PendingCall> pending;  // rare: kept out of line (a PendingCall is ~200 B)
     };
 
     // Makes room for one more entry (the lock held).

@@ -15,7 +15,7 @@
 --   - FIXED=1 sends one fixed message (for the ceiling server, which ignores it);
 --   - done() prints one "figures" line with p99.9 and max (run.sh parses it).
 --
---   THREADS=2 PREFIX=r1 wrk -t2 -c64 -d10s -s bench/mix.lua http://127.0.0.1:8080/v1/messages
+--   THREADS=1 PREFIX=r1 wrk -t1 -c64 -d10s -s bench/mix.lua http://127.0.0.1:8080/v1/messages
 
 local citizens = 10000
 local place_state = os.getenv("PEER") == "1" and "district" or "place"

@@ -53,11 +53,11 @@ echo "== validation run (1 connection, every reply checked)"
 VALIDATE=1 taskset -c 1 wrk -t1 -c1 -d3s -s bench/messages.lua http://127.0.0.1:18080/v1/messages
 
 echo "== civicflow serve, in-memory store, 1 I/O thread on core 0"
-taskset -c 1 wrk -t2 -c64 -d"$duration" --latency -s bench/messages.lua \
+taskset -c 1 wrk -t1 -c64 -d"$duration" --latency -s bench/messages.lua \
     http://127.0.0.1:18080/v1/messages | tee "$tmp/civicflow.wrk"
 
 echo "== ceiling: minimal Beast server, fixed JSON, 1 thread on core 0"
-taskset -c 1 wrk -t2 -c64 -d"$duration" --latency -s bench/fixed.lua \
+taskset -c 1 wrk -t1 -c64 -d"$duration" --latency -s bench/fixed.lua \
     http://127.0.0.1:18081/ | tee "$tmp/ceiling.wrk"
 
 ours=$(awk '/^Requests\/sec/ {print $2}' "$tmp/civicflow.wrk")

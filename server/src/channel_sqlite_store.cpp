@@ -3,18 +3,11 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
-#include <boost/asio/system_executor.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include <civicflow/server/channel_sqlite_store.hpp>
 #include <civicflow/server/logger.hpp>
 
 #include "job_queue.hpp"
+#include "store_job.hpp"
 
 #include <sqlite3.h>
 
@@ -218,16 +211,8 @@ Row read_row(const Statement& s) {
 }  // namespace
 
 struct ChannelSqliteStore::Impl {
-    // One queued operation: runs on the writer thread, completes on its caller's executor.
-    struct Job {
-        virtual ~Job() = default;
-        // Runs the operation; false when it failed (its result is then already the error).
-        virtual bool run(Impl& db) = 0;
-        virtual void fail(const engine::Error& error) = 0;
-        virtual void complete() = 0;
-        bool is_write = false;
-        bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
-    };
+    // One queued operation: a read (outside any transaction) or a write (in the batch's).
+    using Job = detail::StoreJob<Impl, bool>;  // kind: is a write
 
     Options options;
     Clock clock;
@@ -431,22 +416,24 @@ struct ChannelSqliteStore::Impl {
         Statements& s = *st;
         bool in_tx = false;
         bool checkpoint = false;
-        std::vector<Job*> written;
+        std::vector<std::unique_ptr<Job>> finished;  // completed together
         // Reads first, outside the transaction. A read runs before writes queued ahead of it
         // only when both were in flight together, so either order is a correct answer.
         for (auto& job : batch) {
-            if (!job->is_write) {
+            if (!job->kind) {
                 job->run(*this);
-                job->complete();
+                finished.push_back(std::move(job));
             }
         }
+        detail::complete_all(finished);
+        std::vector<std::unique_ptr<Job>> written;
         for (auto& job : batch) {
-            if (!job->is_write)
+            if (!job)
                 continue;
             if (!in_tx) {
                 if (s.begin.exec() != SQLITE_DONE) {
                     job->fail(db_error(db, "cannot begin a transaction"));
-                    job->complete();
+                    finished.push_back(std::move(job));
                     continue;
                 }
                 in_tx = true;
@@ -454,21 +441,22 @@ struct ChannelSqliteStore::Impl {
             s.savepoint.exec();
             if (job->run(*this)) {
                 s.release.exec();
-                written.push_back(job.get());
                 checkpoint = checkpoint || job->checkpoint_after;
+                written.push_back(std::move(job));
             } else {
                 s.rollback_to.exec();
                 s.release.exec();
-                job->complete();
+                finished.push_back(std::move(job));
             }
         }
+        detail::complete_all(finished);
         if (!in_tx)
             return;
         if (s.commit.exec() != SQLITE_DONE) {
             const engine::Error e = db_error(db, "commit failed");
             Logger::log(LogLevel::kError, {}, "store_commit_failed", "store=sqlite_channel");
             s.rollback.exec();
-            for (Job* job : written)
+            for (auto& job : written)
                 job->fail(e);
         } else {
             commits.fetch_add(1);
@@ -482,8 +470,7 @@ struct ChannelSqliteStore::Impl {
                 );
             }
         }
-        for (Job* job : written)
-            job->complete();
+        detail::complete_all(written);
     }
 
     bool truncate_wal() {
@@ -568,63 +555,12 @@ namespace {
 
 using Impl = ChannelSqliteStore::Impl;
 
-// A Job whose operation returns Result<T>; the handler gets it on its own executor, and the
-// executor counts as busy meanwhile (an io_context waiting on us must not run out of work).
-template <typename T, typename Op, typename Handler>
-struct OpJob final : Impl::Job {
-    using Executor = decltype(asio::prefer(
-        std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
-        asio::execution::outstanding_work.tracked
-    ));
-
-    OpJob(Op o, Handler h, const asio::any_io_executor& fallback)
-        : op(std::move(o))
-        , handler(std::move(h))
-        , work(asio::prefer(
-              asio::get_associated_executor(handler, fallback),
-              asio::execution::outstanding_work.tracked
-          )) {}
-
-    bool run(Impl& db) override {
-        result.emplace(op(db));
-        return result->has_value();
-    }
-
-    void fail(const engine::Error& error) override { result.emplace(error); }
-
-    void complete() override {
-        asio::post(work, [h = std::move(handler), r = std::move(*result)]() mutable {
-            std::move(h)(std::move(r));
-        });
-    }
-
-    Op op;
-    Handler handler;
-    Executor work;
-    std::optional<engine::Result<T>> result;
-};
-
 enum class Kind { kRead, kWrite, kErase };
 
-// Not a coroutine itself: async_initiate's awaitable owns the operation until it is queued
-// (g++ 12 mishandles lambdas moved through an extra coroutine frame).
 template <typename T, typename Op>
 asio::awaitable<engine::Result<T>> submit(Impl& impl, Kind kind, Op op) {
-    return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<T>)>(
-        [&impl, kind](auto handler, Op o) {
-            const asio::any_io_executor fallback = asio::system_executor();
-            std::unique_ptr<Impl::Job> job = std::make_unique<OpJob<T, Op, decltype(handler)>>(
-                std::move(o), std::move(handler), fallback
-            );
-            job->is_write = kind != Kind::kRead;
-            job->checkpoint_after = kind == Kind::kErase;
-            if (!impl.queue.push(job)) {
-                job->fail(closed_error());
-                job->complete();
-            }
-        },
-        asio::use_awaitable,
-        std::move(op)
+    return detail::submit<T>(
+        impl.queue, kind != Kind::kRead, kind == Kind::kErase, closed_error(), std::move(op)
     );
 }
 

@@ -6,19 +6,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
-#include <boost/asio/system_executor.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/sqlite_store.hpp>
 
 #include "job_queue.hpp"
 #include "state_cache.hpp"
+#include "store_job.hpp"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -123,42 +116,7 @@ struct Statements {
 // transaction (each in its own savepoint); maintenance (sweep, checkpoint) needs none open.
 enum class Lane { kRead, kWrite, kMaintain };
 
-// One queued operation: runs on the writer thread, completes on its caller's executor.
-struct Job {
-    virtual ~Job() = default;
-    // Runs the operation; false when it failed (its result is then already the error).
-    virtual bool run(SqliteStore::Impl& db) = 0;
-    virtual void fail(const engine::Error& error) = 0;
-    // Hands the result to the caller's handler, now: call on the caller's executor.
-    virtual void complete_here() = 0;
-    // The caller's executor.
-    virtual const asio::any_io_executor& executor() const = 0;
-    Lane lane = Lane::kRead;
-    bool checkpoint_after = false;  // erasure: leave no old page image in the WAL
-};
-
-// Completes `jobs` (and empties it) with one post per run of jobs sharing an executor, rather
-// than one per job: on a shared core, each post would wake the I/O thread and hand it the core
-// for a single completion. With one I/O thread every job shares its executor.
-static void complete_all(std::vector<std::unique_ptr<Job>>& jobs) {
-    std::size_t first = 0;
-    while (first < jobs.size()) {
-        std::size_t last = first + 1;
-        while (last < jobs.size() && jobs[last]->executor() == jobs[first]->executor())
-            ++last;
-        std::vector<std::unique_ptr<Job>> group(
-            std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(first)),
-            std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(last))
-        );
-        const asio::any_io_executor executor = group.front()->executor();
-        asio::post(executor, [group = std::move(group)]() mutable {
-            for (auto& job : group)
-                job->complete_here();
-        });
-        first = last;
-    }
-    jobs.clear();
-}
+using Job = detail::StoreJob<SqliteStore::Impl, Lane>;
 
 struct SqliteStore::Impl {
     Options options;
@@ -358,7 +316,7 @@ struct SqliteStore::Impl {
                 for (auto& job : jobs)
                     job->fail(e);
             }
-            complete_all(jobs);
+            detail::complete_all(jobs);
         }
     }
 
@@ -392,15 +350,15 @@ struct SqliteStore::Impl {
         std::vector<std::unique_ptr<Job>> finished;  // completed at the end, together
         // Maintenance first, outside any transaction (sweeps and checkpoints need none open).
         for (auto& job : batch) {
-            any_read = any_read || job->lane == Lane::kRead;
-            any_write = any_write || job->lane == Lane::kWrite;
-            if (job->lane == Lane::kMaintain) {
+            any_read = any_read || job->kind == Lane::kRead;
+            any_write = any_write || job->kind == Lane::kWrite;
+            if (job->kind == Lane::kMaintain) {
                 job->run(*this);
                 finished.push_back(std::move(job));
             }
         }
         if (!any_read && !any_write) {
-            complete_all(finished);
+            detail::complete_all(finished);
             return;
         }
         // One transaction for the whole batch: SQLite takes and drops its file locks (fcntl
@@ -413,12 +371,12 @@ struct SqliteStore::Impl {
         // flight together, so this order cannot change an answer, and every read sees only
         // committed data. They complete at once, before the writes run.
         for (auto& job : batch) {
-            if (job && job->lane == Lane::kRead) {
+            if (job && job->kind == Lane::kRead) {
                 job->run(*this);  // without a transaction it still runs, as its own
                 finished.push_back(std::move(job));
             }
         }
-        complete_all(finished);
+        detail::complete_all(finished);
         std::vector<std::unique_ptr<Job>> written;
         for (auto& job : batch) {
             if (!job)
@@ -440,7 +398,7 @@ struct SqliteStore::Impl {
             }
         }
         if (!in_tx) {
-            complete_all(finished);
+            detail::complete_all(finished);
             return;
         }
         if (!any_write) {
@@ -471,7 +429,7 @@ struct SqliteStore::Impl {
                     finished.push_back(std::move(job));
             }
         }
-        complete_all(finished);
+        detail::complete_all(finished);
     }
 
     bool truncate_wal() {
@@ -552,53 +510,15 @@ struct SqliteStore::Impl {
 
 namespace {
 
-// A Job whose operation returns Result<T>; the handler gets it on its own executor, and the
-// executor counts as busy meanwhile (an io_context waiting on us must not run out of work).
-template <typename T, typename Op, typename Handler>
-struct OpJob final : Job {
-    OpJob(Op o, Handler h, const asio::any_io_executor& fallback)
-        : op(std::move(o))
-        , handler(std::move(h))
-        , work(asio::prefer(
-              asio::get_associated_executor(handler, fallback),
-              asio::execution::outstanding_work.tracked
-          )) {}
-
-    bool run(SqliteStore::Impl& db) override {
-        result.emplace(op(db));
-        return result->has_value();
-    }
-
-    void fail(const engine::Error& error) override { result.emplace(error); }
-
-    void complete_here() override { std::move(handler)(std::move(*result)); }
-
-    const asio::any_io_executor& executor() const override { return work; }
-
-    Op op;
-    Handler handler;
-    asio::any_io_executor work;  // tracked: the caller's executor counts as busy
-    std::optional<engine::Result<T>> result;
-};
-
-// Not a coroutine itself: async_initiate's awaitable owns the operation until it is queued
-// (g++ 12 mishandles lambdas moved through an extra coroutine frame).
 template <typename T, typename Op>
 asio::awaitable<engine::Result<T>> submit(
     SqliteStore::Impl& impl, Lane lane, bool checkpoint_after, Op op
 ) {
-    return asio::async_initiate<decltype(asio::use_awaitable), void(engine::Result<T>)>(
-        [&impl, lane, checkpoint_after](auto handler, Op o) {
-            const asio::any_io_executor fallback = asio::system_executor();
-            auto job = std::make_unique<OpJob<T, Op, decltype(handler)>>(
-                std::move(o), std::move(handler), fallback
-            );
-            job->lane = lane;
-            job->checkpoint_after = checkpoint_after;
-            std::unique_ptr<Job> queued = std::move(job);
-            impl.queue.push(queued);  // refused only while the store is being destroyed
-        },
-        asio::use_awaitable,
+    return detail::submit<T>(
+        impl.queue,
+        lane,
+        checkpoint_after,
+        engine::Error{"store", "the session store is closed"},
         std::move(op)
     );
 }

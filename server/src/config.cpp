@@ -202,6 +202,7 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
          "message_ttl",
          "sweep_interval",
          "durable",
+         "cache_sessions",
          "lease_ttl"},
         "in 'store'"
     );
@@ -231,6 +232,8 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
     }
     if (const Node* n = node.find("durable"))
         r.read_bool(*n, "durable", store.durable);
+    if (const Node* n = node.find("cache_sessions"))
+        r.read_number(*n, "cache_sessions", 0, 100'000'000, store.cache_sessions);
     if (const Node* n = node.find("lease_ttl")) {
         r.read_duration(*n, "lease_ttl", store.lease_ttl);
         if (n->is_scalar() && store.lease_ttl.count() < 1000)

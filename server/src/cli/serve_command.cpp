@@ -347,6 +347,7 @@ int run_serve(int argc, char** argv) {
             options.message_ttl = config.store.message_ttl;
             options.sweep_interval = config.store.sweep_interval;
             options.durable = config.store.durable;
+            options.cache_entries = config.store.cache_sessions;
             auto opened = server::SqliteStore::open(std::move(options));
             if (!opened) {
                 std::fprintf(stderr, "civicflow serve: %s\n", opened.error().message.c_str());

@@ -34,7 +34,7 @@ shutdown_timeout: 15s
 log: { level: warn, access: true }
 limits: { body_bytes: 2048, header_bytes: 4096, read_timeout: 5s, idle_timeout: 1m,
           max_connections: 100 }
-store: { type: memory, session_ttl: 7d, message_ttl: 12h }
+store: { type: memory, session_ttl: 7d, message_ttl: 12h, cache_sessions: 1000 }
 backends:
   status:
     base_url: https://status.example.gov.in:8443/api/
@@ -61,6 +61,7 @@ backends:
         CHECK(c->limits.body_bytes == 2048);
         CHECK(c->limits.idle_timeout == 1min);
         CHECK(c->store.session_ttl == 7 * 24h);
+        CHECK(c->store.cache_sessions == 1000);
         REQUIRE(c->backends.size() == 1);
         const auto& b = c->backends[0];
         CHECK(b.name == "status");
@@ -88,6 +89,7 @@ backends:
         CHECK(c->listen_port == 8080);
         CHECK(c->limits.body_bytes == 65536);
         CHECK(c->limits.max_connections == 10000);
+        CHECK(c->store.cache_sessions == 50'000);
         CHECK(c->backends.empty());
     }
 

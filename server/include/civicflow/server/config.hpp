@@ -76,6 +76,7 @@ struct BackendConfig {
 ///     message_ttl: 8d             # processed message ids and their responses
 ///     sweep_interval: 1m          # sqlite: how often expired rows are deleted
 ///     durable: true               # sqlite: fdatasync the WAL after each group commit
+///     cache_sessions: 50000       # sqlite: citizens whose session is also kept in memory
 ///     lease_ttl: 30s              # redis: a crashed instance's per-citizen lease expires
 struct StoreConfig {
     std::string type = "sqlite:civicflow.db";
@@ -84,6 +85,7 @@ struct StoreConfig {
     Millis message_ttl{8LL * 24 * 3600 * 1000};
     Millis sweep_interval{60'000};
     bool durable = true;
+    std::size_t cache_sessions = 50'000;
     Millis lease_ttl{30'000};
 };
 

@@ -80,7 +80,7 @@ std::string metrics_text(const ServerContext& ctx) {
            "# HELP civicflow_connections Open HTTP connections.\n"
            "# TYPE civicflow_connections gauge\n"
            "civicflow_connections " +
-           std::to_string(ctx.count()) + "\n";
+           std::to_string(ctx.count()) + "\n" + ctx.store.metrics();
 }
 
 }  // namespace

@@ -793,6 +793,46 @@ std::uint64_t SqliteStore::writes() const {
     return impl_->writes.load();
 }
 
+std::string SqliteStore::metrics() const {
+    std::string out;
+    auto counter = [&out](const char* name, const char* help, std::uint64_t value) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" +
+               name + " " + std::to_string(value) + "\n";
+    };
+    counter(
+        "civicflow_store_commits_total",
+        "SQLite transactions committed (one per batch).",
+        impl_->commits.load()
+    );
+    counter(
+        "civicflow_store_writes_total",
+        "Turn writes committed (group commit: more than commits under load).",
+        impl_->writes.load()
+    );
+    counter("civicflow_store_syncs_total", "fdatasync calls on the WAL.", impl_->syncs.load());
+    counter(
+        "civicflow_store_checkpoints_total",
+        "WAL checkpoints by the checkpoint thread.",
+        impl_->checkpoints.load()
+    );
+    counter(
+        "civicflow_store_cache_hits_total",
+        "Loads answered from the session cache.",
+        impl_->cache->hits()
+    );
+    counter(
+        "civicflow_store_cache_misses_total",
+        "Loads without a message id that read the database.",
+        impl_->cache->misses()
+    );
+    out +=
+        "# HELP civicflow_store_cache_sessions Citizens in the session cache.\n"
+        "# TYPE civicflow_store_cache_sessions gauge\n"
+        "civicflow_store_cache_sessions " +
+        std::to_string(impl_->cache->size()) + "\n";
+    return out;
+}
+
 std::uint64_t SqliteStore::cache_hits() const {
     return impl_->cache->hits();
 }

@@ -69,6 +69,10 @@ boost::asio::awaitable<void> Store::release_lease(Lease) {
     co_return;
 }
 
+std::string Store::metrics() const {
+    return {};
+}
+
 boost::asio::awaitable<engine::Result<LeasedState>> Store::acquire_and_load(
     const std::string& user, const std::string& message_id
 ) {

@@ -706,6 +706,27 @@ TEST_SUITE("integration/server") {
         CHECK(log.find(kToken) == std::string::npos);
     }
 
+    TEST_CASE("metrics report the SQLite store's commits and session cache") {
+        Harness h;
+        const std::string u = "citizen-metrics";
+        h.say(u, "hi");
+        h.say(u, "office timings");  // the session is cached since "hi"
+        auto m = ct::request(h.server.port, "GET", "/metrics");
+        REQUIRE(m);
+        CHECK(m->status == 200);
+        auto value = [&](const std::string& name) {
+            const auto at = m->body.find("\n" + name + " ");
+            REQUIRE_MESSAGE(at != std::string::npos, name);
+            return std::stoll(m->body.substr(at + name.size() + 2));
+        };
+        CHECK(value("civicflow_store_commits_total") >= 2);
+        CHECK(value("civicflow_store_writes_total") >= 2);
+        CHECK(value("civicflow_store_syncs_total") >= 1);
+        CHECK(value("civicflow_store_cache_misses_total") >= 1);
+        CHECK(value("civicflow_store_cache_hits_total") >= 1);
+        CHECK(value("civicflow_store_cache_sessions") >= 1);
+    }
+
     TEST_CASE("healthz and readyz report a running server") {
         Harness h;
         auto health = ct::request(h.server.port, "GET", "/healthz");

@@ -72,6 +72,9 @@ public:
     boost::asio::awaitable<engine::Result<engine::Ok>> erase_citizen(const std::string& user
     ) override;
     boost::asio::awaitable<engine::Result<engine::Ok>> ping() override;
+    /// civicflow_store_commits_total, _writes_total, _syncs_total, _checkpoints_total,
+    /// _cache_hits_total, _cache_misses_total and civicflow_store_cache_sessions.
+    std::string metrics() const override;
 
     /// Runs a sweep of expired rows now (tests); returns the rows deleted.
     boost::asio::awaitable<engine::Result<std::int64_t>> sweep();

@@ -126,6 +126,10 @@ public:
     virtual boost::asio::awaitable<engine::Result<LeasedState>> acquire_and_load(
         const std::string& user, const std::string& message_id
     );
+
+    /// The store's own counters in the Prometheus text format (appended to GET /metrics);
+    /// thread-safe. The default: none.
+    virtual std::string metrics() const;
 };
 
 /// Parsed `--store` / `store.type` value.

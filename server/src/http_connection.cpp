@@ -23,6 +23,8 @@
 #include <civicflow/server/store.hpp>
 #include <civicflow/server/whatsapp_channel.hpp>
 
+#include "metrics_text.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -67,20 +69,24 @@ std::string header_of(const HttpRequest& req, std::string_view name) {
 constexpr std::string_view kAdminWhatsAppPrefix = "/v1/admin/whatsapp/";
 
 std::string metrics_text(const ServerContext& ctx) {
-    return "# HELP civicflow_messages_in_flight Messages accepted and not yet answered.\n"
-           "# TYPE civicflow_messages_in_flight gauge\n"
-           "civicflow_messages_in_flight " +
-           std::to_string(ctx.service.in_flight()) +
-           "\n"
-           "# HELP civicflow_citizens_active Citizens with a message in progress.\n"
-           "# TYPE civicflow_citizens_active gauge\n"
-           "civicflow_citizens_active " +
-           std::to_string(ctx.service.queues().active()) +
-           "\n"
-           "# HELP civicflow_connections Open HTTP connections.\n"
-           "# TYPE civicflow_connections gauge\n"
-           "civicflow_connections " +
-           std::to_string(ctx.count()) + "\n" + ctx.store.metrics();
+    using detail::append_metric;
+    std::string out;
+    append_metric(
+        out,
+        "civicflow_messages_in_flight",
+        "gauge",
+        "Messages accepted and not yet answered.",
+        ctx.service.in_flight()
+    );
+    append_metric(
+        out,
+        "civicflow_citizens_active",
+        "gauge",
+        "Citizens with a message in progress.",
+        ctx.service.queues().active()
+    );
+    append_metric(out, "civicflow_connections", "gauge", "Open HTTP connections.", ctx.count());
+    return out + ctx.store.metrics();
 }
 
 }  // namespace

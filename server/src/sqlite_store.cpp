@@ -10,6 +10,7 @@
 #include <civicflow/server/sqlite_store.hpp>
 
 #include "job_queue.hpp"
+#include "metrics_text.hpp"
 #include "state_cache.hpp"
 #include "store_job.hpp"
 
@@ -794,42 +795,57 @@ std::uint64_t SqliteStore::writes() const {
 }
 
 std::string SqliteStore::metrics() const {
+    using detail::append_metric;
     std::string out;
-    auto counter = [&out](const char* name, const char* help, std::uint64_t value) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" +
-               name + " " + std::to_string(value) + "\n";
-    };
-    counter(
+    append_metric(
+        out,
         "civicflow_store_commits_total",
+        "counter",
         "SQLite transactions committed (one per batch).",
         impl_->commits.load()
     );
-    counter(
+    append_metric(
+        out,
         "civicflow_store_writes_total",
+        "counter",
         "Turn writes committed (group commit: more than commits under load).",
         impl_->writes.load()
     );
-    counter("civicflow_store_syncs_total", "fdatasync calls on the WAL.", impl_->syncs.load());
-    counter(
+    append_metric(
+        out,
+        "civicflow_store_syncs_total",
+        "counter",
+        "fdatasync calls on the WAL.",
+        impl_->syncs.load()
+    );
+    append_metric(
+        out,
         "civicflow_store_checkpoints_total",
+        "counter",
         "WAL checkpoints by the checkpoint thread.",
         impl_->checkpoints.load()
     );
-    counter(
+    append_metric(
+        out,
         "civicflow_store_cache_hits_total",
+        "counter",
         "Loads answered from the session cache.",
         impl_->cache->hits()
     );
-    counter(
+    append_metric(
+        out,
         "civicflow_store_cache_misses_total",
+        "counter",
         "Loads without a message id that read the database.",
         impl_->cache->misses()
     );
-    out +=
-        "# HELP civicflow_store_cache_sessions Citizens in the session cache.\n"
-        "# TYPE civicflow_store_cache_sessions gauge\n"
-        "civicflow_store_cache_sessions " +
-        std::to_string(impl_->cache->size()) + "\n";
+    append_metric(
+        out,
+        "civicflow_store_cache_sessions",
+        "gauge",
+        "Citizens in the session cache.",
+        impl_->cache->size()
+    );
     return out;
 }
 

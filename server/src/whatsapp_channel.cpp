@@ -24,6 +24,7 @@
 #include <civicflow/server/whatsapp_channel.hpp>
 
 #include "http_connection.hpp"
+#include "metrics_text.hpp"
 
 namespace civicflow::server {
 
@@ -932,8 +933,7 @@ asio::awaitable<ApiReply> WhatsAppChannel::admin(
 asio::awaitable<std::string> WhatsAppChannel::metrics() {
     std::string out;
     auto counter = [&](const char* name, const char* help, std::uint64_t value) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" +
-               name + " " + std::to_string(value) + "\n";
+        detail::append_metric(out, name, "counter", help, value);
     };
     counter("civicflow_whatsapp_webhooks_total", "Signed webhook POSTs accepted.", stats_.webhooks);
     counter(
@@ -978,11 +978,13 @@ asio::awaitable<std::string> WhatsAppChannel::metrics() {
     );
     auto counts = co_await channel_.delivery_counts();
     if (counts) {
-        out +=
-            "# HELP civicflow_whatsapp_outbound_queued Outbound messages waiting to be sent.\n"
-            "# TYPE civicflow_whatsapp_outbound_queued gauge\n"
-            "civicflow_whatsapp_outbound_queued " +
-            std::to_string(counts->queued) + "\n";
+        detail::append_metric(
+            out,
+            "civicflow_whatsapp_outbound_queued",
+            "gauge",
+            "Outbound messages waiting to be sent.",
+            counts->queued
+        );
         out +=
             "# HELP civicflow_whatsapp_outbound_total Outbound messages that reached a state.\n"
             "# TYPE civicflow_whatsapp_outbound_total counter\n";

@@ -12,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -231,23 +230,16 @@ server::BackendConfig config_for(const TestBackend& backend) {
 
 // The client on its own io_context thread, as in the server; calls are awaited from the test's.
 struct Client {
-    explicit Client(const server::BackendConfig& config, server::BackendClient::EnvLookup env = {})
-        : work(asio::make_work_guard(ioc))
-        , thread([this] { ioc.run(); }) {
+    explicit Client(
+        const server::BackendConfig& config, server::BackendClient::EnvLookup env = {}
+    ) {
         if (!env)
             env = [](const char*) -> const char* {
                 return nullptr;
             };
-        auto created = server::BackendClient::create(ioc.get_executor(), {config}, env);
+        auto created = server::BackendClient::create(io.ioc.get_executor(), {config}, env);
         REQUIRE_MESSAGE(created, created.error().message);
         client = std::move(*created);
-    }
-
-    ~Client() {
-        client.reset();
-        work.reset();
-        ioc.stop();
-        thread.join();
     }
 
     engine::CallResult call(std::string method, std::string path, std::string body = "") {
@@ -256,10 +248,8 @@ struct Client {
         ));
     }
 
-    asio::io_context ioc;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    std::thread thread;
-    std::unique_ptr<server::BackendClient> client;
+    testing::IoThread io;
+    std::unique_ptr<server::BackendClient> client;  // after `io`: destroyed before it stops
 };
 
 }  // namespace

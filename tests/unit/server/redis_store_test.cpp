@@ -3,7 +3,6 @@
 #include <string>
 #include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>
 
@@ -20,24 +19,13 @@ namespace {
 
 // The store's own io_context on a thread, as in the server; tests await from their own.
 struct RedisFixture {
-    RedisFixture()
-        : work(asio::make_work_guard(ioc))
-        , thread([this] { ioc.run(); }) {}
-
-    ~RedisFixture() {
-        store.reset();
-        work.reset();
-        ioc.stop();
-        thread.join();
-    }
-
     std::unique_ptr<server::RedisStore> open(std::chrono::milliseconds lease_wait = 10s) {
         server::RedisStore::Options options;
         options.port = redis.port();
         options.message_ttl = 1h;
         options.lease_ttl = 5s;
         options.lease_wait = lease_wait;
-        auto s = server::RedisStore::create(ioc.get_executor(), options);
+        auto s = server::RedisStore::create(io.ioc.get_executor(), options);
         auto* raw = s.get();
         wait_until([raw] { return raw->connected(); });
         return s;
@@ -54,10 +42,8 @@ struct RedisFixture {
     }
 
     testing::RedisServer redis;
-    asio::io_context ioc;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    std::thread thread;
-    std::unique_ptr<server::RedisStore> store;
+    testing::IoThread io;
+    std::unique_ptr<server::RedisStore> store;  // after `io`: destroyed before it stops
 };
 
 }  // namespace

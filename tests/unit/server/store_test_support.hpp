@@ -7,8 +7,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -39,6 +41,28 @@ inline void run(boost::asio::awaitable<void> a) {
     ioc.run();
     f.get();
 }
+
+/// An io_context running on a thread of its own, as the server runs a component (a store, the
+/// backend client); tests await that component from their own io_context (run() above).
+/// Declare the component after it, so the component goes first.
+struct IoThread {
+    IoThread()
+        : work(boost::asio::make_work_guard(ioc))
+        , thread([this] { ioc.run(); }) {}
+
+    ~IoThread() {
+        work.reset();
+        ioc.stop();
+        thread.join();
+    }
+
+    IoThread(const IoThread&) = delete;
+    IoThread& operator=(const IoThread&) = delete;
+
+    boost::asio::io_context ioc;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
+    std::thread thread;
+};
 
 /// A store under test and its clock (ms since the epoch). `clock_driven` is false for stores
 /// whose expiry follows real time (Redis): the expiry checks are then skipped.

@@ -208,11 +208,14 @@ Row read_row(const Statement& s) {
     return row;
 }
 
+// A read runs outside any transaction, a write in the batch's; an erasure is a write followed by
+// a truncating checkpoint.
+enum class Kind { kRead, kWrite, kErase };
+
 }  // namespace
 
 struct ChannelSqliteStore::Impl {
-    // One queued operation: a read (outside any transaction) or a write (in the batch's).
-    using Job = detail::StoreJob<Impl, bool>;  // kind: is a write
+    using Job = detail::StoreJob<Impl, Kind>;
 
     Options options;
     Clock clock;
@@ -420,7 +423,7 @@ struct ChannelSqliteStore::Impl {
         // Reads first, outside the transaction. A read runs before writes queued ahead of it
         // only when both were in flight together, so either order is a correct answer.
         for (auto& job : batch) {
-            if (!job->kind) {
+            if (job->kind == Kind::kRead) {
                 job->run(*this);
                 finished.push_back(std::move(job));
             }
@@ -555,13 +558,9 @@ namespace {
 
 using Impl = ChannelSqliteStore::Impl;
 
-enum class Kind { kRead, kWrite, kErase };
-
 template <typename T, typename Op>
 asio::awaitable<engine::Result<T>> submit(Impl& impl, Kind kind, Op op) {
-    return detail::submit<T>(
-        impl.queue, kind != Kind::kRead, kind == Kind::kErase, closed_error(), std::move(op)
-    );
+    return detail::submit<T>(impl.queue, kind, kind == Kind::kErase, closed_error(), std::move(op));
 }
 
 }  // namespace

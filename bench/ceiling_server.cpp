@@ -67,6 +67,10 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::io_context& ioc
                 co_return;
             continue;
         }
+        // As civicflow does: without it, a response written while the previous one is still
+        // unacknowledged (pipelined requests in the open-loop passes) waits for the client's
+        // delayed ACK, up to 40 ms.
+        socket.set_option(tcp::no_delay(true), ec);
         auto ex = socket.get_executor();
         asio::co_spawn(ex, serve(std::move(socket)), asio::detached);
     }

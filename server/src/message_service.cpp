@@ -331,6 +331,7 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
         );
         ApiReply reply{200, std::move(response)};
         reply.erased = true;
+        reply.replies = std::move(out.replies);
         co_return reply;
     }
     TurnWrite write;
@@ -347,7 +348,9 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     if (!saved)
         co_return store_failure(saved.error(), rid);
     lease.token.clear();  // released by the write
-    co_return ApiReply{200, std::move(response)};
+    ApiReply reply{200, std::move(response)};
+    reply.replies = std::move(out.replies);
+    co_return reply;
 }
 
 }  // namespace civicflow::server

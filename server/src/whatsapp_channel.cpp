@@ -393,7 +393,11 @@ asio::awaitable<bool> WhatsAppChannel::process(const InboxItem& item) {
         co_return false;
     ++stats_.turns;
     if (reply.status == 200) {
-        auto replies = decode_message_replies(reply.body);
+        // The turn's replies as values; a repeated message id (the turn ran before a crash,
+        // the inbox item was not yet marked) is answered from the stored body instead.
+        auto replies = reply.replies
+                           ? engine::Result<std::vector<engine::Reply>>(std::move(*reply.replies))
+                           : decode_message_replies(reply.body);
         if (!replies) {
             Logger::log(
                 LogLevel::kError, rid, "whatsapp_reply_unreadable", "code=" + replies.error().code

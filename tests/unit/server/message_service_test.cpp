@@ -7,6 +7,7 @@
 
 #include <civicflow/engine/loader.hpp>
 #include <civicflow/server/memory_store.hpp>
+#include <civicflow/server/message_api.hpp>
 #include <civicflow/server/message_service.hpp>
 
 namespace asio = boost::asio;
@@ -110,6 +111,11 @@ TEST_SUITE("server/message_service") {
             R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
         );
         CHECK(f.store.session_count() == 1);
+        // The same replies as values, for channels: the resumed turn's and the prompt.
+        REQUIRE(second.replies.has_value());
+        CHECK(*second.replies == server::decode_message_replies(second.body).value());
+        REQUIRE(second.replies->size() == 2);
+        CHECK(second.replies->at(0).text == "Stage: Printed");
     }
 
     TEST_CASE("a failed call follows the flow's error branch") {
@@ -128,6 +134,9 @@ TEST_SUITE("server/message_service") {
         CHECK(again.status == 200);
         CHECK(again.body == first.body);
         CHECK(f.calls.size() == 1);
+        // Only the turn that ran has replies as values; the repeat has its stored body alone.
+        CHECK(first.replies.has_value());
+        CHECK_FALSE(again.replies.has_value());
         // The same id from another citizen is a different message.
         f.send(R"({"user":"v","text":"hello"})");
         f.send(R"({"user":"v","text":"X","message_id":"m1"})");

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,10 @@ struct ApiReply {
     std::string body;
     const char* content_type = "application/json";  // "text/plain" for the webhook challenge
     bool erased = false;  // the citizen asked for erasure in this message: nothing is kept
+    /// The replies in `body`, as values, when a turn ran for this request (not for a repeated
+    /// message id, answered from the stored body, nor for errors): a channel delivers them
+    /// without parsing the body back.
+    std::optional<std::vector<engine::Reply>> replies = std::nullopt;
 };
 
 /// A message that reached the server through a channel other than the JSON body of

@@ -12,9 +12,10 @@
 #   1. validation + warm-up: wrk -t1 -c64 -d3s with VALIDATE=1 (every reply checked);
 #   2. throughput: wrk -t1 -c64 -d<duration>s --timeout 10s -s bench/mix.lua (without the
 #      timeout wrk leaves requests slower than 2 s out of its latency figures), --runs rounds,
-#      the systems interleaved within a round;
+#      the systems interleaved within a round, the ceiling right after civicflow's in-memory pass;
 #   3. open loop: civicflow_bench_loadgen at 1,000 and 10,000 messages/s (64 connections,
-#      latency from each request's due time), --runs rounds;
+#      latency from each request's due time; the client busy-polls on the load core so its own
+#      wake-ups are not counted), --runs rounds;
 #   4. memory: fresh servers, VmRSS before, between and after two halves of --forms citizens
 #      each opening the birth certificate form ("hi", "2"); the peer runs with --expose-gc and
 #      is fully collected before each reading.

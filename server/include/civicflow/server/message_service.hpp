@@ -132,6 +132,49 @@ private:
         const std::string& rid,
         Outcome& out
     );
+    // Collects a turn's replies and effects into `out`; the backend call it asks for, if any.
+    const engine::Effect* collect(
+        engine::Turn& turn, const ChannelMessage& msg, const std::string& rid, Outcome& out
+    ) const;
+    // Stores the waiting session and the call as pending, performs the call (or fails it past
+    // kMaxCallsPerMessage) and resumes `turn` with its result.
+    boost::asio::awaitable<engine::Result<engine::Ok>> call_and_resume(
+        engine::Turn& turn,
+        const engine::Effect& call_effect,
+        const ChannelMessage& msg,
+        const std::string& message_id,
+        const std::string& rid,
+        Outcome& out,
+        int calls
+    );
+    // The stored session, or a fresh one when there is none or it cannot be decoded.
+    engine::Session restore_session(
+        const CitizenState& stored, const ChannelMessage& req, const std::string& rid
+    ) const;
+    // Resumes or fails a call left pending by a crash; true when `req` is the very message
+    // whose call was interrupted (its turn is then not run again).
+    boost::asio::awaitable<engine::Result<bool>> resume_pending(
+        const ChannelMessage& req,
+        const std::string& rid,
+        const PendingCall& pending,
+        engine::Session& session,
+        Outcome& out
+    );
+    // Erases everything about the citizen who asked in chat, then answers with `response`.
+    boost::asio::awaitable<ApiReply> erase_in_chat(
+        const ChannelMessage& req,
+        const std::string& rid,
+        std::string response,
+        std::vector<engine::Reply> replies
+    );
+    // The store write of a finished message: session, response, consent, lease release.
+    TurnWrite turn_write(
+        const ChannelMessage& req,
+        const engine::Session& session,
+        const std::string& response,
+        Outcome& out,
+        const Lease& lease
+    ) const;
 
     std::shared_ptr<const engine::FlowSet> flows_;
     Store& store_;

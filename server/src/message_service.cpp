@@ -176,10 +176,7 @@ boost::asio::awaitable<ApiReply> MessageService::erase_citizen(std::string user,
 const engine::Effect* MessageService::collect(
     engine::Turn& turn, const ChannelMessage& msg, const std::string& rid, Outcome& out
 ) const {
-    log_events(turn, rid);
-    for (auto& r : turn.replies)
-        out.replies.push_back(std::move(r));
-    turn.replies.clear();
+    take_replies(turn, rid, out);
     const engine::Effect* call_effect = nullptr;
     for (const engine::Effect& effect : turn.effects) {
         switch (effect.kind) {
@@ -226,9 +223,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
         if (!resumed)
             co_return resumed.error();
         if (calls >= kMaxCallsPerMessage) {
-            log_events(turn, rid);
-            for (auto& r : turn.replies)
-                out.replies.push_back(std::move(r));
+            take_replies(turn, rid, out);
             co_return engine::Ok{};
         }
     }
@@ -270,12 +265,28 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::call_and_resu
         );
         result.outcome = engine::CallResult::Outcome::kError;
     }
-    result.call_id = call_effect.call.id;
-    engine::Session waiting = std::move(turn.session);
+    const engine::Session waiting = std::move(turn.session);
+    turn = resume_turn(waiting, call_effect.call.id, std::move(result), msg);
+    co_return engine::Ok{};
+}
+
+void MessageService::take_replies(engine::Turn& turn, const std::string& rid, Outcome& out) const {
+    log_events(turn, rid);
+    for (auto& r : turn.replies)
+        out.replies.push_back(std::move(r));
+    turn.replies.clear();
+}
+
+engine::Turn MessageService::resume_turn(
+    const engine::Session& waiting,
+    const std::string& call_id,
+    engine::CallResult result,
+    const ChannelMessage& msg
+) const {
+    result.call_id = call_id;
     engine::Input input = engine::Input::call_result(std::move(result));
     input.entry_flow = msg.input.entry_flow;
-    turn = engine::turn(*flows_, waiting, input, now());
-    co_return engine::Ok{};
+    return engine::turn(*flows_, waiting, input, now());
 }
 
 engine::Session MessageService::restore_session(
@@ -322,10 +333,7 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
         "citizen=" + citizen_tag(req.user) + " backend=" + p.call.backend +
             (p.call.method == "GET" ? " action=resumed" : " action=failed")
     );
-    result.call_id = p.call.id;
-    engine::Input input = engine::Input::call_result(std::move(result));
-    input.entry_flow = req.input.entry_flow;
-    engine::Turn resumed = engine::turn(*flows_, session, input, now());
+    engine::Turn resumed = resume_turn(session, p.call.id, std::move(result), req);
     auto driven = co_await drive(resumed, req, p.message_id, rid, out);
     if (!driven)
         co_return driven.error();
@@ -373,15 +381,15 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
             co_return store_failure(resumed.error(), rid);
         recovered_this_message = *resumed;
     }
-    if (recovered_this_message) {
-        // turn.session is the one the interrupted call's turn ended with.
-    } else if (!out.erase) {
+    // When this message is the one whose call was interrupted, turn.session is already the
+    // one its turn ended with.
+    if (!recovered_this_message && out.erase) {
+        turn.session = engine::Session{};  // erased by the recovered turn: nothing is kept
+    } else if (!recovered_this_message) {
         turn = engine::turn(*flows_, turn.session, req.input, now());
         auto driven = co_await drive(turn, req, req.message_id, rid, out);
         if (!driven)
             co_return store_failure(driven.error(), rid);
-    } else {
-        turn.session = engine::Session{};  // erased by the recovered turn: nothing is kept
     }
 
     std::string response = encode_message_response(req.user, out.replies, turn.session);

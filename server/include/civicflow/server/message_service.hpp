@@ -132,6 +132,15 @@ private:
         const std::string& rid,
         Outcome& out
     );
+    // Moves a turn's replies into `out`, logging its events.
+    void take_replies(engine::Turn& turn, const std::string& rid, Outcome& out) const;
+    // The turn that resumes `waiting` with the result of its call `call_id`.
+    engine::Turn resume_turn(
+        const engine::Session& waiting,
+        const std::string& call_id,
+        engine::CallResult result,
+        const ChannelMessage& msg
+    ) const;
     // Collects a turn's replies and effects into `out`; the backend call it asks for, if any.
     const engine::Effect* collect(
         engine::Turn& turn, const ChannelMessage& msg, const std::string& rid, Outcome& out

@@ -115,12 +115,12 @@ ApiReply store_unavailable(const std::string& rid) {
     );
 }
 
-// Drops from a due list what was settled after the list's read was issued (at `issued`), and
-// forgets settlements that a read issued after them has now reflected. Call with the lock held.
+// Drops from a due list what was settled after the list's read was issued (at `issued`). Call
+// with the lock held.
 template <typename T, typename Id>
 void drop_stale(
     std::vector<T>& items,
-    std::map<std::string, std::uint64_t>& settled,
+    const std::map<std::string, std::uint64_t>& settled,
     std::uint64_t issued,
     Id id
 ) {
@@ -128,6 +128,12 @@ void drop_stale(
         const auto it = settled.find(id(item));
         return it != settled.end() && it->second > issued;
     });
+}
+
+// Forgets the settlements that a read issued after them (at `issued`) has now reflected: only
+// the one loop that reads a due list may call it, after its drop_stale(). Call with the lock
+// held.
+void forget_settled(std::map<std::string, std::uint64_t>& settled, std::uint64_t issued) {
     std::erase_if(settled, [issued](const auto& e) { return e.second <= issued; });
 }
 
@@ -251,18 +257,31 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
             continue;
         }
         InboxItem item{m.id, "wa:" + m.phone_number_id + ":" + m.citizen, encode_inbound(m), now()};
-        auto added = co_await channel_.add_inbound(item);
-        if (!added)
+        // The wamid is taken in hand before it is stored, so that the recovery loop, which may
+        // read it from the inbox before this batch is scheduled, leaves it to us. One already
+        // in hand is a concurrent redelivery of a message being received or processed.
+        if (!claim_inbox(item.wamid)) {
+            ++stats_.duplicates;
+            continue;
+        }
+        // The window first: it only keeps the later time, so a redelivery after a failure
+        // here or below sets it as the first delivery would have.
+        const std::int64_t at = m.timestamp > 0 ? m.timestamp * 1000 : now();
+        auto touched = co_await channel_.touch_inbound(item.key, at);
+        auto added =
+            touched ? co_await channel_.add_inbound(item) : engine::Result<bool>(touched.error());
+        if (!added || !*added)
+            release_inbox(item.wamid);
+        if (!added) {
+            // What this batch stored so far is durable: run it. Meta redelivers the batch.
+            schedule(std::move(fresh));
             co_return store_unavailable(rid);
+        }
         if (!*added) {
             ++stats_.duplicates;
             continue;
         }
         ++stats_.inbound;
-        const std::int64_t at = m.timestamp > 0 ? m.timestamp * 1000 : now();
-        auto touched = co_await channel_.touch_inbound(item.key, at);
-        if (!touched)
-            co_return store_unavailable(rid);
         fresh.push_back(std::move(item));
     }
     for (const whatsapp::StatusUpdate& s : batch->statuses) {
@@ -305,22 +324,49 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
     co_return ApiReply{200, R"({"status":"ok"})"};
 }
 
+bool WhatsAppChannel::claim_inbox(const std::string& wamid) {
+    std::lock_guard lock(mutex_);
+    return inbox_in_hand_.insert(wamid).second;
+}
+
+void WhatsAppChannel::release_inbox(const std::string& wamid) {
+    std::lock_guard lock(mutex_);
+    inbox_in_hand_.erase(wamid);
+}
+
 void WhatsAppChannel::schedule(std::vector<InboxItem> items) {
     std::vector<std::string> start;
     {
         std::lock_guard lock(mutex_);
-        for (InboxItem& item : items) {
-            if (!inbox_in_hand_.insert(item.wamid).second)
-                continue;
-            auto [it, inserted] = pending_.try_emplace(item.key);
-            if (inserted)
-                start.push_back(item.key);
-            it->second.push_back(std::move(item));
-        }
-        in_flight_ += start.size();
+        start = take_in_hand(items, true);
     }
-    for (std::string& key : start)
-        asio::co_spawn(executor_, process_conversation(std::move(key)), asio::detached);
+    spawn_conversations(std::move(start));
+}
+
+std::vector<std::string> WhatsAppChannel::take_in_hand(
+    std::vector<InboxItem>& items, bool claimed
+) {
+    std::vector<std::string> start;
+    for (InboxItem& item : items) {
+        if (!claimed && !inbox_in_hand_.insert(item.wamid).second)
+            continue;
+        auto [it, inserted] = pending_.try_emplace(item.key);
+        if (inserted)
+            start.push_back(item.key);
+        it->second.push_back(std::move(item));
+    }
+    in_flight_ += start.size();
+    return start;
+}
+
+void WhatsAppChannel::spawn_conversations(std::vector<std::string> keys) {
+    // Each on a strand of its own: MessageService's per-citizen queue needs its waiters on one
+    // (a lock handed over between two threads of the pool would otherwise be missed).
+    for (std::string& key : keys) {
+        asio::co_spawn(
+            asio::make_strand(executor_), process_conversation(std::move(key)), asio::detached
+        );
+    }
 }
 
 asio::awaitable<void> WhatsAppChannel::process_conversation(std::string key) {
@@ -474,13 +520,19 @@ asio::awaitable<void> WhatsAppChannel::recovery_loop() {
         }
         auto due = co_await channel_.due_inbound(256);
         if (due) {
+            std::vector<std::string> start;
             {
+                // One critical section for the stale check and taking items in hand: a turn
+                // settles its item and leaves the hand together, so an item not in hand now
+                // has settled all it will, and drop_stale() has seen it.
                 std::lock_guard lock(mutex_);
                 drop_stale(*due, settled_inbox_, issued, [](const InboxItem& i) {
                     return i.wamid;
                 });
+                forget_settled(settled_inbox_, issued);
+                start = take_in_hand(*due, false);
             }
-            schedule(std::move(*due));
+            spawn_conversations(std::move(start));
         } else {
             Logger::log(
                 LogLevel::kWarn, {}, "whatsapp_inbox_unavailable", "code=" + due.error().code
@@ -500,17 +552,12 @@ asio::awaitable<void> WhatsAppChannel::sender_loop() {
             issued = settlements_;
         }
         auto due = co_await channel_.due_outbound(now(), 512);
-        if (due) {
-            std::lock_guard lock(mutex_);
-            drop_stale(*due, settled_outbox_, issued, [](const OutboxItem& i) { return i.id; });
-        }
         if (!due) {
             Logger::log(
                 LogLevel::kWarn, {}, "whatsapp_outbox_unavailable", "code=" + due.error().code
             );
         } else {
-            // Group by conversation, keeping each one's order; a conversation already sending
-            // is left for its coroutine (it wakes us when done).
+            // Group by conversation, keeping each one's order.
             std::vector<std::pair<std::string, std::vector<OutboxItem>>> groups;
             for (OutboxItem& item : *due) {
                 std::string conversation = item.phone_number_id + ":" + item.recipient;
@@ -523,13 +570,32 @@ asio::awaitable<void> WhatsAppChannel::sender_loop() {
                 }
                 it->second.push_back(std::move(item));
             }
-            for (auto& [conversation, items] : groups) {
-                {
-                    std::lock_guard lock(mutex_);
-                    if (!sending_.insert(conversation).second)
+            {
+                // One critical section for the stale check and the claim of a conversation: a
+                // conversation settles its items while it is in sending_, so one not in it now
+                // has settled all it will until we claim it, and drop_stale() has seen those.
+                // (Checked apart, a conversation could finish an item in between and the stale
+                // copy read before would be sent again.) A conversation already sending is
+                // left to its coroutine, which wakes us when done.
+                std::lock_guard lock(mutex_);
+                for (auto& [conversation, items] : groups) {
+                    if (sending_.contains(conversation)) {
+                        items.clear();
                         continue;
+                    }
+                    drop_stale(items, settled_outbox_, issued, [](const OutboxItem& i) {
+                        return i.id;
+                    });
+                    if (items.empty())
+                        continue;
+                    sending_.insert(conversation);
                     ++in_flight_;
                 }
+                forget_settled(settled_outbox_, issued);
+            }
+            for (auto& [conversation, items] : groups) {
+                if (items.empty())
+                    continue;
                 asio::co_spawn(
                     executor_, send_conversation(conversation, std::move(items)), asio::detached
                 );
@@ -654,12 +720,25 @@ asio::awaitable<bool> WhatsAppChannel::send_one(const OutboxItem& item) {
         case Kind::kSent: {
             ++stats_.send_ok;
             // A send answered without a wamid cannot be matched to statuses; keep it unique.
-            std::string wamid = outcome.wamid.empty() ? "local:" + item.id : outcome.wamid;
-            auto sent = co_await channel_.mark_sent(item.id, std::move(wamid), now());
-            if (!sent) {
+            const std::string wamid = outcome.wamid.empty() ? "local:" + item.id : outcome.wamid;
+            const std::int64_t sent_at = now();
+            // The message went out: left queued, it would be sent again. So the record is
+            // retried until the store takes it (while the store fails, nothing else can be
+            // sent or stored either); only a stop leaves it queued, to be sent after a restart.
+            std::chrono::milliseconds pause{50};
+            for (;;) {
+                auto sent = co_await channel_.mark_sent(item.id, wamid, sent_at);
+                if (sent)
+                    break;
                 Logger::log(
                     LogLevel::kError, rid, "whatsapp_mark_sent_failed", "code=" + sent.error().code
                 );
+                if (stopping_.load())
+                    co_return false;
+                asio::steady_timer timer(co_await asio::this_coro::executor);
+                timer.expires_after(pause);
+                co_await timer.async_wait(kTuple);
+                pause = std::min(pause * 2, std::chrono::milliseconds(5000));
             }
             co_return true;
         }
@@ -753,7 +832,7 @@ asio::awaitable<ApiReply> WhatsAppChannel::notify(
         co_return json_error(401, "unauthorized", "a valid bearer token is required", rid);
     }
     rapidjson::Document doc;
-    doc.Parse(body.data(), body.size());
+    doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
     if (doc.HasParseError() || !doc.IsObject())
         co_return json_error(400, "invalid_json", "the body must be a JSON object", rid);
     auto field = [&](const char* name, std::size_t max, bool required, std::string& out) -> bool {
@@ -825,6 +904,19 @@ asio::awaitable<ApiReply> WhatsAppChannel::notify(
             );
         }
         number = config_.numbers.front().first;
+    }
+    // The same spelling as the webhooks' wa_id, so that the consent checked, the session key
+    // and the recipient are the citizen's own ("+91..." and "91..." are one person).
+    if (auto normalized = whatsapp::normalize_citizen(citizen)) {
+        citizen = std::move(*normalized);
+    } else {
+        co_return json_error(
+            400,
+            "invalid_field",
+            "'citizen' must be a phone number in international format (digits, optionally "
+            "after a '+') or a WhatsApp user id",
+            rid
+        );
     }
     const std::string session_key = "wa:" + number + ":" + citizen;
     auto consent = co_await store_.load_consent(session_key);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -332,6 +333,71 @@ TEST_SUITE("integration/whatsapp") {
         ));
     }
 
+    // Many citizens in one POST on two I/O threads: the turns, the sender and the recovery loop
+    // (which reads the inbox while the batch is still being stored) run at once, and each
+    // message must still get its replies exactly once and run its turn once.
+    TEST_CASE("a batch of many citizens is answered exactly once, each turn run once") {
+        FakeGraph graph;
+        Server s(ct::make_temp_dir(), graph);
+        constexpr int kCitizens = 200;
+        std::string messages = "[";
+        std::string contacts = "[";
+        for (int i = 0; i < kCitizens; ++i) {
+            const std::string from = std::to_string(919700000000LL + i);
+            if (i > 0) {
+                messages += ",";
+                contacts += ",";
+            }
+            messages += R"({"from":")" + from + R"(","id":"wamid.MANY)" + std::to_string(i) +
+                        R"(","timestamp":")" + now_seconds() +
+                        R"(","type":"text","text":{"body":"hi"}})";
+            contacts += R"({"profile":{"name":"C"},"wa_id":")" + from + R"("})";
+        }
+        messages += "]";
+        contacts += "]";
+        std::string body = webhook(messages, "919700000000");
+        const std::string one_contact = R"([{"profile":{"name":"Asha"},"wa_id":"919700000000"}])";
+        body.replace(body.find(one_contact), one_contact.size(), contacts);
+        auto r = s.signed_post(body);
+        REQUIRE(r);
+        REQUIRE(r->status == 200);
+        // Wait until every citizen has had a reply and no send came for 1.5 s.
+        auto sends = [&] {
+            std::map<std::string, std::vector<std::string>> by_citizen;
+            for (auto& q : graph.requests()) {
+                if (!q.recipient.empty())
+                    by_citizen[q.recipient].push_back(q.body);
+            }
+            return by_citizen;
+        };
+        REQUIRE(ct::poll_until([&] { return sends().size() == kCitizens; }, milliseconds(20000)));
+        std::size_t last = 0;
+        for (int i = 0; i < 40; ++i) {
+            std::size_t n = 0;
+            for (auto& [to, bodies] : sends())
+                n += bodies.size();
+            if (n == last)
+                break;
+            last = n;
+            std::this_thread::sleep_for(milliseconds(1500));
+        }
+        // "hi" gets the same replies for everyone, each once.
+        const auto by_citizen = sends();
+        const std::size_t per_citizen = by_citizen.begin()->second.size();
+        CHECK(per_citizen >= 1);
+        for (auto& [to, bodies] : by_citizen) {
+            CAPTURE(to);
+            CHECK(bodies.size() == per_citizen);
+            CHECK(std::set<std::string>(bodies.begin(), bodies.end()).size() == bodies.size());
+        }
+        const std::string metrics = ct::request(s.port, "GET", "/metrics")->body;
+        CHECK(
+            metrics.find("civicflow_whatsapp_turns_total " + std::to_string(kCitizens) + "\n") !=
+            std::string::npos
+        );
+        CHECK(s.log().find("message_repeat") == std::string::npos);
+    }
+
     TEST_CASE("a username-only citizen is answered by user id, a photo reaches the grievance") {
         FakeGraph graph;
         Server s(ct::make_temp_dir(), graph);
@@ -602,7 +668,21 @@ TEST_SUITE("integration/whatsapp") {
         auto bad = ct::request(s.port, "POST", "/v1/notifications", R"({"citizen":""})", auth);
         REQUIRE(bad);
         CHECK(bad->status == 400);
-        // A citizen who says "stop" in chat is refused.
+        // A citizen id the webhooks would never carry is refused, not sent to.
+        for (const char* citizen : {" 919800000011", "91 98000 00011", "+", "91980-0000011"}) {
+            CAPTURE(citizen);
+            auto odd = ct::request(
+                s.port,
+                "POST",
+                "/v1/notifications",
+                std::string(R"({"citizen":")") + citizen +
+                    R"(","template":"t","lang":"en","idempotency_key":"odd"})",
+                auth
+            );
+            REQUIRE(odd);
+            CHECK(odd->status == 400);
+        }
+        // A citizen who says "stop" in chat is refused, however the number is written.
         const std::string to = "919800000012";
         REQUIRE(s.signed_post(text_message(to, "wamid.N1", "stop"))->status == 200);
         REQUIRE(ct::poll_until(
@@ -618,5 +698,16 @@ TEST_SUITE("integration/whatsapp") {
             },
             milliseconds(5000)
         ));
+        auto plus = ct::request(
+            s.port,
+            "POST",
+            "/v1/notifications",
+            R"({"citizen":"+919800000012","template":"t","lang":"en","idempotency_key":"k3"})",
+            auth
+        );
+        REQUIRE(plus);
+        CHECK(plus->status == 409);
+        std::this_thread::sleep_for(milliseconds(300));
+        CHECK(sends_to(graph, "+919800000012").empty());
     }
 }

@@ -12,6 +12,7 @@
 using namespace civicflow;
 using engine::MenuItem;
 using engine::Reply;
+using server::whatsapp::normalize_citizen;
 using server::whatsapp::render_mark_read;
 using server::whatsapp::render_replies;
 using server::whatsapp::render_template;
@@ -431,5 +432,25 @@ TEST_SUITE("server/whatsapp/outbound") {
             render_mark_read("wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=") ==
             R"({"messaging_product":"whatsapp","status":"read","message_id":"wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=","typing_indicator":{"type":"text"}})"
         );
+    }
+
+    TEST_CASE("a citizen id is normalized to the form webhooks carry, or refused") {
+        CHECK(normalize_citizen("919800000001") == "919800000001");
+        CHECK(normalize_citizen("+919800000001") == "919800000001");
+        CHECK(normalize_citizen("US.13491208655302741918") == "US.13491208655302741918");
+        for (const char* odd :
+             {"",
+              "+",
+              "++91",
+              " 919800000001",
+              "919800000001 ",
+              "91 98000 00001",
+              "91980-0000001",
+              "+US.1",
+              "91\n98",
+              "wa:1:2"}) {
+            CAPTURE(odd);
+            CHECK_FALSE(normalize_citizen(odd));
+        }
     }
 }

@@ -146,8 +146,17 @@ public:
 private:
     std::int64_t now() const;
     std::string entry_flow(const std::string& phone_number_id) const;
-    // Hands new inbox items to their conversations (one coroutine per citizen at a time).
+    // Takes a wamid in hand before its message is stored; false when it already is.
+    bool claim_inbox(const std::string& wamid);
+    void release_inbox(const std::string& wamid);
+    // Hands received inbox items, their wamids in hand (claim_inbox()), to their conversations
+    // (one coroutine per citizen at a time).
     void schedule(std::vector<InboxItem> items);
+    // Queues items to their conversations, with the lock held; `claimed`: their wamids are
+    // in hand already, else those in hand are skipped and the others taken. Returns the
+    // conversations to start.
+    std::vector<std::string> take_in_hand(std::vector<InboxItem>& items, bool claimed);
+    void spawn_conversations(std::vector<std::string> keys);
     boost::asio::awaitable<void> process_conversation(std::string key);
     boost::asio::awaitable<bool> process(const InboxItem& item);
     boost::asio::awaitable<void> sender_loop();

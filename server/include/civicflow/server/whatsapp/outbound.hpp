@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,14 @@ std::string render_template(
     std::string_view lang,
     const std::vector<std::string>& params
 );
+
+/// The form a citizen's id takes in webhooks and session keys, from what an integrator wrote: a
+/// phone number in international format with or without its "+" gives its digits (as in
+/// `wa_id`); a business-scoped user id (letters, digits, ".", "-", "_", at least one letter,
+/// as in `user_id`: "US.13491208655302741918") is kept as it is. Anything else (spaces, other
+/// separators, empty) is nullopt, so that no citizen is reached, or checked for consent, under a
+/// second spelling.
+std::optional<std::string> normalize_citizen(std::string_view id);
 
 /// Marks an inbound message as read and shows the typing indicator until our reply (or 25 s).
 std::string render_mark_read(std::string_view message_id);

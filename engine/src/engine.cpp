@@ -780,7 +780,8 @@ void TurnRunner::handle_call_result() {
                     event(
                         "R403",
                         "backend '" + call.backend + "' answered call '" + result.call_id +
-                            "' with a body that is not JSON; following on.error",
+                            "' with a body that is not JSON (or nests deeper than " +
+                            std::to_string(kMaxJsonDepth) + " levels); following on.error",
                         st->location
                     );
                     next = &call.on_error;

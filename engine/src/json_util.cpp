@@ -1,7 +1,10 @@
 #include "json_util.hpp"
 
 #include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
+#include <rapidjson/memorystream.h>
 #include <rapidjson/pointer.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -17,11 +20,76 @@ JsonDocument::JsonDocument()
 
 JsonDocument::~JsonDocument() = default;
 
+namespace {
+
+// Forwards a reader's events to a document and fails past kMaxJsonDepth levels of nesting:
+// text_at() serializes objects and arrays with a recursive writer, so a backend answering
+// 100,000 '[' would otherwise overflow the thread's stack there (the parse itself is iterative).
+template <typename Handler>
+class DepthLimited {
+public:
+    explicit DepthLimited(Handler& h)
+        : h_(h) {}
+
+    bool Null() { return h_.Null(); }
+
+    bool Bool(bool b) { return h_.Bool(b); }
+
+    bool Int(int i) { return h_.Int(i); }
+
+    bool Uint(unsigned u) { return h_.Uint(u); }
+
+    bool Int64(std::int64_t i) { return h_.Int64(i); }
+
+    bool Uint64(std::uint64_t u) { return h_.Uint64(u); }
+
+    bool Double(double d) { return h_.Double(d); }
+
+    bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) {
+        return h_.RawNumber(s, n, copy);
+    }
+
+    bool String(const char* s, rapidjson::SizeType n, bool copy) { return h_.String(s, n, copy); }
+
+    bool Key(const char* s, rapidjson::SizeType n, bool copy) { return h_.Key(s, n, copy); }
+
+    bool StartObject() { return ++depth_ <= kMaxJsonDepth && h_.StartObject(); }
+
+    bool EndObject(rapidjson::SizeType n) {
+        --depth_;
+        return h_.EndObject(n);
+    }
+
+    bool StartArray() { return ++depth_ <= kMaxJsonDepth && h_.StartArray(); }
+
+    bool EndArray(rapidjson::SizeType n) {
+        --depth_;
+        return h_.EndArray(n);
+    }
+
+private:
+    Handler& h_;
+    int depth_ = 0;
+};
+
+}  // namespace
+
 bool JsonDocument::parse(std::string_view text) {
     // kParseStopWhenDoneFlag is not used: trailing garbage makes the body invalid.
-    impl_->doc.Parse<rapidjson::kParseDefaultFlags>(text.data(), text.size());
-    impl_->ok = !impl_->doc.HasParseError();
-    return impl_->ok;
+    bool ok = false;
+    auto generate = [&](auto& document) {
+        DepthLimited<std::remove_reference_t<decltype(document)>> limited(document);
+        rapidjson::MemoryStream memory(text.data(), text.size());
+        rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(memory);
+        rapidjson::Reader reader;
+        ok = !reader.Parse<rapidjson::kParseIterativeFlag>(in, limited).IsError();
+        return ok;
+    };
+    impl_->doc.Populate(generate);
+    if (!ok)
+        impl_->doc.SetNull();
+    impl_->ok = ok;
+    return ok;
 }
 
 namespace {

@@ -12,6 +12,9 @@
 
 namespace civicflow::engine {
 
+/// How deep objects and arrays may nest in a JsonDocument.
+inline constexpr int kMaxJsonDepth = 128;
+
 /// A parsed JSON document to read values from by JSON pointer (RFC 6901).
 class JsonDocument {
 public:
@@ -20,7 +23,8 @@ public:
     JsonDocument(const JsonDocument&) = delete;
     JsonDocument& operator=(const JsonDocument&) = delete;
 
-    /// Parses `text`; false when it is not JSON (the document is then empty).
+    /// Parses `text`; false when it is not JSON or nests deeper than kMaxJsonDepth (the
+    /// document is then empty).
     bool parse(std::string_view text);
     /// The value at `pointer` as text: strings as they are, numbers and booleans in JSON form,
     /// objects and arrays serialized; nullopt when absent or null (or the pointer is malformed).

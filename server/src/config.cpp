@@ -99,7 +99,11 @@ public:
             out = node.scalar;
     }
 
-    void read_duration(const Node& node, const std::string& what, Millis& out) {
+    // `positive`: 0 is refused too (a zero timeout or time to live would fail or expire
+    // everything at once).
+    void read_duration(
+        const Node& node, const std::string& what, Millis& out, bool positive = false
+    ) {
         if (!expect_scalar(node, what))
             return;
         auto parsed = parse_duration(node.scalar);
@@ -109,6 +113,10 @@ public:
                 "invalid duration '" + node.scalar + "' for '" + what + "'",
                 "write an integer and a unit: 250ms, 10s, 30m, 2h, 1d"
             );
+            return;
+        }
+        if (positive && parsed->count() <= 0) {
+            invalid(node, "'" + what + "' must be above 0");
             return;
         }
         out = *parsed;
@@ -181,10 +189,10 @@ void read_limits(Reader& r, const Node& node, Limits& limits) {
         r.read_number(*n, "header_bytes", 1024, 1024 * 1024, limits.header_bytes);
     }
     if (const Node* n = node.find("read_timeout")) {
-        r.read_duration(*n, "read_timeout", limits.read_timeout);
+        r.read_duration(*n, "read_timeout", limits.read_timeout, true);
     }
     if (const Node* n = node.find("idle_timeout")) {
-        r.read_duration(*n, "idle_timeout", limits.idle_timeout);
+        r.read_duration(*n, "idle_timeout", limits.idle_timeout, true);
     }
     if (const Node* n = node.find("max_connections")) {
         r.read_number(*n, "max_connections", 1, 1'000'000, limits.max_connections);
@@ -203,7 +211,8 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
          "sweep_interval",
          "durable",
          "cache_sessions",
-         "lease_ttl"},
+         "lease_ttl",
+         "command_timeout"},
         "in 'store'"
     );
     if (const Node* n = node.find("type")) {
@@ -217,13 +226,13 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
         }
     }
     if (const Node* n = node.find("session_ttl")) {
-        r.read_duration(*n, "session_ttl", store.session_ttl);
+        r.read_duration(*n, "session_ttl", store.session_ttl, true);
     }
     if (const Node* n = node.find("ended_session_ttl")) {
-        r.read_duration(*n, "ended_session_ttl", store.ended_session_ttl);
+        r.read_duration(*n, "ended_session_ttl", store.ended_session_ttl, true);
     }
     if (const Node* n = node.find("message_ttl")) {
-        r.read_duration(*n, "message_ttl", store.message_ttl);
+        r.read_duration(*n, "message_ttl", store.message_ttl, true);
     }
     if (const Node* n = node.find("sweep_interval")) {
         r.read_duration(*n, "sweep_interval", store.sweep_interval);
@@ -238,6 +247,12 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
         r.read_duration(*n, "lease_ttl", store.lease_ttl);
         if (n->is_scalar() && store.lease_ttl.count() < 1000)
             r.invalid(*n, "'lease_ttl' must be at least 1s");
+    }
+    if (const Node* n = node.find("command_timeout")) {
+        r.read_duration(*n, "command_timeout", store.command_timeout, true);
+        // A command answered after the lease passed on could overwrite the next holder's turn.
+        if (n->is_scalar() && store.command_timeout * 2 > store.lease_ttl)
+            r.invalid(*n, "'command_timeout' must be at most half of 'lease_ttl'");
     }
 }
 
@@ -325,7 +340,7 @@ void read_whatsapp(Reader& r, const Node& node, WhatsAppConfig& wa) {
     if (const Node* n = node.find("max_attempts"))
         r.read_number(*n, "max_attempts", 1, 100, wa.max_attempts);
     if (const Node* n = node.find("send_timeout"))
-        r.read_duration(*n, "send_timeout", wa.send_timeout);
+        r.read_duration(*n, "send_timeout", wa.send_timeout, true);
     if (const Node* n = node.find("list_button")) {
         r.read_string(*n, "list_button", wa.list_button);
         if (n->is_scalar() && (n->scalar.empty() || code_points(n->scalar) > 20))
@@ -402,7 +417,7 @@ void read_backend(Reader& r, const Node& key, const Node& node, BackendConfig& b
         }
     }
     if (const Node* n = node.find("connect_timeout")) {
-        r.read_duration(*n, "connect_timeout", b.connect_timeout);
+        r.read_duration(*n, "connect_timeout", b.connect_timeout, true);
     }
     if (const Node* n = node.find("timeout"))
         r.read_duration(*n, "timeout", b.timeout);

@@ -167,8 +167,9 @@ void format_head(const HttpAnswer& answer, unsigned version, bool keep_alive, st
         out += "Connection: keep-alive\r\n";
     else if (version != 10 && !keep_alive)
         out += "Connection: close\r\n";
+    // HEAD: the length the GET's body has (RFC 9110, 9.3.2), though none follows.
     out += "Content-Length: ";
-    append_number(answer.head ? 0 : answer.body.size());
+    append_number(answer.body.size());
     out += "\r\n\r\n";
 }
 
@@ -198,9 +199,12 @@ asio::awaitable<ApiReply> erase_request(
         co_return ApiReply{
             401, encode_error("unauthorized", "a valid admin bearer token is required", rid)};
     }
-    auto user = percent_decode(path.substr(kCitizensPrefix.size()));
-    if (!user || user->empty() || user->size() > kMaxIdBytes ||
-        user->find('/') != std::string::npos) {
+    // One path segment; a '/' in the id itself comes percent-encoded (%2F), as any id
+    // /v1/messages accepts can be erased.
+    const auto segment = path.substr(kCitizensPrefix.size());
+    auto user =
+        segment.find('/') == std::string_view::npos ? percent_decode(segment) : std::nullopt;
+    if (!user || user->empty() || user->size() > kMaxIdBytes) {
         co_return ApiReply{
             400,
             encode_error(

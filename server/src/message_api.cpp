@@ -3,6 +3,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <civicflow/engine/text_normalize.hpp>
 #include <civicflow/server/message_api.hpp>
 
 #include "json_buffer.hpp"
@@ -63,9 +64,13 @@ std::size_t utf8_length(std::string_view text) {
 engine::Result<MessageRequest> parse_message_request(std::string_view body) {
     LocalDocument<> local;
     PooledDocument& doc = local.get();
-    // Validating the encoding rejects invalid UTF-8 inside strings (and lone surrogates in
-    // \u escapes); kParseStopWhenDoneFlag is not set, so trailing garbage is an error too.
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+    // Validating the encoding rejects invalid UTF-8 inside strings (and lone high surrogates
+    // in \u escapes; lone low ones are checked below); kParseStopWhenDoneFlag is not set, so
+    // trailing garbage is an error too. Iterative: nesting costs heap, not the thread's stack
+    // (a recursive parse of 100,000 '[' overflowed it).
+    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(
+        body.data(), body.size()
+    );
     if (doc.HasParseError()) {
         // A lone surrogate escape (\ud800) has no UTF-8 form either: same error.
         if (doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding ||
@@ -122,6 +127,15 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
         return *error;
     if (!read_optional_id(doc, "lang", 16, req.lang, error))
         return *error;
+    // RapidJSON decodes a lone low surrogate escape (\udc00) to bytes that are not UTF-8:
+    // the strings kept are checked whenever the body has an escape of that kind at all.
+    if (body.find("\\u") != std::string_view::npos) {
+        for (const std::string* s :
+             {&req.user, &req.text, &req.reply_id, &req.message_id, &req.lang}) {
+            if (!engine::is_valid_utf8(*s))
+                return field_error("invalid_utf8", "the body contains invalid UTF-8");
+        }
+    }
     return req;
 }
 

@@ -39,7 +39,7 @@ ApiReply store_failure(const engine::Error& error, std::string_view rid) {
         encode_error(
             "store_unavailable",
             "the session store is unavailable; "
-            "nothing was changed, retry later",
+            "the turn was not stored, retry later",
             rid
         )};
 }
@@ -340,7 +340,26 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
     session = std::move(resumed.session);
     // A retry of the very message whose call was interrupted is answered by the turn it
     // started, not run a second time.
-    co_return !p.message_id.empty() && p.message_id == req.message_id;
+    if (!p.message_id.empty() && p.message_id == req.message_id)
+        co_return true;
+    if (!p.message_id.empty() && !out.erase) {
+        // Another message finished the interrupted one's turn: that turn is stored as the
+        // interrupted message's answer before this one runs, so a late retry of it is
+        // answered from the store instead of running its input a second time. (This
+        // message's answer carries the same replies too: its client may never retry.)
+        TurnWrite recovered;
+        recovered.user = req.user;
+        recovered.session = engine::encode_session(session);
+        recovered.session_ttl_ms = session_ttl(session);
+        recovered.message_id = p.message_id;
+        recovered.response = encode_message_response(req.user, out.replies, session);
+        recovered.consent = out.consent;
+        recovered.clear_pending = true;
+        auto stored = co_await store_.write(std::move(recovered));
+        if (!stored)
+            co_return stored.error();
+    }
+    co_return false;
 }
 
 boost::asio::awaitable<ApiReply> MessageService::erase_in_chat(

@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <future>
 #include <initializer_list>
@@ -59,9 +61,15 @@ struct Reply {
 };
 
 const engine::Error kUnavailable{"store", "redis is unreachable"};
+// A turn's final write found its lease expired (and perhaps taken by another instance): it
+// wrote nothing, and the message is answered 503 to be retried.
+const engine::Error kLeaseLost{"store", "the citizen's lease expired before the turn was stored"};
 
-// One turn's effects, atomically (see the key list in redis_store.hpp).
+// One turn's effects, atomically (see the key list in redis_store.hpp). With a lease token
+// (ARGV[11]), nothing is written unless the lease still holds it: the lease expired and another
+// instance may have taken the citizen (it returns 0, an error for the caller).
 constexpr const char* kWriteScript = R"(
+if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[11] then return 0 end
 if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
@@ -71,22 +79,24 @@ end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8]) end
 if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
 if ARGV[10] ~= '' then redis.call('SET', KEYS[5], ARGV[10], 'PX', ARGV[7]) end
-if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) == ARGV[11] then redis.call('DEL', KEYS[6]) end
+if ARGV[11] ~= '' then redis.call('DEL', KEYS[6]) end
 return 1
 )";
 
 // The most common write: a new session, and the lease released when still ours (the general
 // script above does the same with eleven arguments to unpack; this is the cheaper call).
 constexpr const char* kSessionReleaseScript = R"(
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[2])
 return 1
 )";
 
-// Everything about one citizen, message responses included (found through the id set).
+// Everything about one citizen, message responses included (found through the id set; ARGV[2]
+// is the prefix builds before 2026-12 used, whose keys may still be there within message_ttl).
 constexpr const char* kEraseScript = R"(
 local ids = redis.call('SMEMBERS', KEYS[2])
-for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id) end
+for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return 1
 )";
@@ -99,6 +109,13 @@ return 0
 
 std::string key(const char* kind, const std::string& user) {
     return std::string("cf:") + kind + ":{" + user + "}";
+}
+
+// The keys of a citizen's message responses: "cf:m:<length of user>:{user}:" + the message id.
+// The length makes the pair unambiguous: user and message id may both contain "}" and ":",
+// and without it user "u" with id "v}:w" and user "u}:v" with id "w" shared one key.
+std::string message_key_prefix(const std::string& user) {
+    return "cf:m:" + std::to_string(user.size()) + ":{" + user + "}:";
 }
 
 // A command in Redis's wire format (RESP), built in one string: hiredis's own formatting
@@ -254,6 +271,12 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     bool closing = false;
     std::chrono::milliseconds backoff{50};
     std::atomic<bool> connected{false};
+    // When each command still waiting for its reply was handed to hiredis, oldest first (Redis
+    // answers a connection's commands in order), and when the connect started.
+    std::deque<std::chrono::steady_clock::time_point> sent_at;
+    std::chrono::steady_clock::time_point connect_started{};
+    asio::steady_timer watchdog{strand};
+    bool watching = false;
 
     // --- the hiredis event-loop adapter (all on the strand) ---
 
@@ -325,6 +348,53 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
     }
 
+    // Checks, a few times per command_timeout, that the oldest command (or the connect) has
+    // not waited longer than that; else drops the connection: hiredis fails every waiting
+    // command (503) and lost() reconnects.
+    void watch() {
+        if (watching || closing)
+            return;
+        watching = true;
+        const auto tick = std::clamp(
+            options.command_timeout / 4,
+            std::chrono::milliseconds(10),
+            std::chrono::milliseconds(500)
+        );
+        watchdog.expires_after(tick);
+        watchdog.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            self->watching = false;
+            if (ec || self->closing)
+                return;
+            self->check_overdue();
+            self->watch();
+        });
+    }
+
+    void check_overdue() {
+        if (ac == nullptr)
+            return;
+        const auto now = std::chrono::steady_clock::now();
+        const bool command_overdue =
+            up && !sent_at.empty() && now - sent_at.front() > options.command_timeout;
+        const bool connect_overdue = !up && now - connect_started > options.command_timeout;
+        if (!command_overdue && !connect_overdue)
+            return;
+        Logger::log(
+            LogLevel::kWarn,
+            {},
+            "store_timeout",
+            std::string("store=redis waited_for=") + (up ? "reply" : "connect") +
+                " timeout_ms=" + std::to_string(options.command_timeout.count())
+        );
+        redisAsyncContext* c = ac;
+        const bool was_up = up;
+        // hiredis calls on_reply with no reply for each waiting command, then on_disconnect
+        // when it was connected (which calls lost()); a connect in progress gets neither.
+        redisAsyncFree(c);
+        if (!was_up && ac == c)
+            lost();
+    }
+
     static void on_connect(const redisAsyncContext* c, int status) {
         Impl* self = from(c->data);
         if (status != REDIS_OK) {
@@ -349,6 +419,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         ac = nullptr;
         up = false;
         connected = false;
+        sent_at.clear();
         if (closing)
             return;
         reconnect_timer.expires_after(backoff);
@@ -371,6 +442,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
         ac = c;
         c->data = this;
+        connect_started = std::chrono::steady_clock::now();
+        watch();
         socket = std::make_unique<asio::posix::stream_descriptor>(strand, c->c.fd);
         c->ev.data = this;
         c->ev.addRead = &Impl::on_add_read;
@@ -386,6 +459,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
 
     static void on_reply(redisAsyncContext* ac, void* r, void* privdata) {
         std::unique_ptr<PendingReply> pending(static_cast<PendingReply*>(privdata));
+        if (Impl* self = from(ac->data); !self->sent_at.empty())
+            self->sent_at.pop_front();
         const auto* reply = static_cast<const redisReply*>(r);
         if (reply != nullptr && reply->type == REDIS_REPLY_ERROR && pending->script != nullptr &&
             std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
@@ -398,6 +473,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
             PendingReply* raw = pending.get();
             if (redisAsyncFormattedCommand(ac, &Impl::on_reply, raw, eval.data(), eval.size()) ==
                 REDIS_OK) {
+                from(ac->data)->sent_at.push_back(std::chrono::steady_clock::now());
                 pending.release();  // owned by hiredis until on_reply
                 return;
             }
@@ -432,6 +508,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
             pending->done(kUnavailable);
             return;
         }
+        sent_at.push_back(std::chrono::steady_clock::now());
         // hiredis has copied the command into its buffer: keep ours only for a resend.
         if (script != nullptr)
             pending->cmd = std::move(cmd);
@@ -533,6 +610,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         closing = true;
         up = false;  // a deliberate close is not logged as a lost connection
         reconnect_timer.cancel();
+        watchdog.cancel();
         if (ac != nullptr) {
             redisAsyncContext* c = ac;
             ac = nullptr;
@@ -582,7 +660,7 @@ std::string load_command(const std::string& user, const std::string& message_id)
     Command cmd(message_id.empty() ? 3 : 4);
     cmd.arg("MGET").arg(key("s", user)).arg(key("p", user));
     if (!message_id.empty())
-        cmd.arg(key("m", user) + ":" + message_id);
+        cmd.arg(message_key_prefix(user) + message_id);
     return cmd.take();
 }
 
@@ -638,6 +716,8 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
         auto reply = co_await impl_->command(std::move(call), &impl_->session_release_script);
         if (!reply)
             co_return reply.error();
+        if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+            co_return kLeaseLost;
         co_return engine::Ok{};
     }
     const std::string ttl = std::to_string(impl_->options.message_ttl.count());
@@ -649,7 +729,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
     std::string call = script_call(
         impl_->write_script,
         {key("s", w.user),
-         key("m", w.user) + ":" + w.message_id,
+         message_key_prefix(w.user) + w.message_id,
          key("k", w.user),
          key("c", w.user),
          key("p", w.user),
@@ -669,6 +749,8 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
     auto reply = co_await impl_->command(std::move(call), &impl_->write_script);
     if (!reply)
         co_return reply.error();
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        co_return kLeaseLost;
     co_return engine::Ok{};
 }
 
@@ -687,7 +769,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std:
     std::string call = script_call(
         impl_->erase_script,
         {key("s", user), key("k", user), key("c", user), key("p", user)},
-        {key("m", user) + ":"}
+        {message_key_prefix(user), key("m", user) + ":"}
     );
     auto reply = co_await impl_->command(std::move(call), &impl_->erase_script);
     if (!reply)

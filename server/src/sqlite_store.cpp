@@ -42,7 +42,8 @@ const char* const kMigrations[] = {
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
-constexpr int kSweepRows = 2000;  // per table per sweep: bounds the pause of the writer
+constexpr int kSweepRows = 2000;      // per table per sweep: bounds the pause of the writer
+constexpr int kBusyTimeoutMs = 5000;  // how long a statement waits for a lock held elsewhere
 
 engine::Error db_error(sqlite3* db, const char* what) {
     // SQLite's messages name tables and constraints, never bound values.
@@ -133,6 +134,11 @@ struct SqliteStore::Impl {
     std::atomic<std::uint64_t> commits{0};
     std::atomic<std::uint64_t> writes{0};
     std::chrono::steady_clock::time_point next_sweep;
+    // An erasure's WAL truncation that could not run yet (a reader, such as a backup, holds an
+    // older snapshot): retried after later batches (at most once a second, at least once per
+    // sweep interval) and at close.
+    bool truncate_pending = false;
+    std::chrono::steady_clock::time_point next_truncate{};
 
     // Durable commits. The connection runs with synchronous=NORMAL: a commit appends to the WAL
     // without waiting for the disk, and SQLite itself syncs the WAL before every checkpoint and
@@ -168,6 +174,9 @@ struct SqliteStore::Impl {
         queue.close();
         if (thread.joinable())
             thread.join();
+        // Whatever else happens, leave no erased data behind in the WAL.
+        if (db != nullptr && truncate_pending)
+            truncate_wal(5000);
         // The writer has handed over its last commits: sync them, then stop.
         sync_queue.close();
         if (sync_thread.joinable())
@@ -297,6 +306,8 @@ struct SqliteStore::Impl {
         while (queue.take(batch, options.max_batch, options.sweep_interval, true)) {
             run_batch(batch);
             batch.clear();
+            if (truncate_pending && std::chrono::steady_clock::now() >= next_truncate)
+                retry_truncate();
             if (std::chrono::steady_clock::now() >= next_sweep) {
                 sweep_once();
                 next_sweep = std::chrono::steady_clock::now() + options.sweep_interval;
@@ -419,8 +430,10 @@ struct SqliteStore::Impl {
         } else {
             commits.fetch_add(1);
             writes.fetch_add(written.size());
-            if (checkpoint)
-                truncate_wal();
+            if (checkpoint) {
+                truncate_pending = true;
+                retry_truncate();
+            }
             if (options.durable) {
                 // Acknowledged once the syncer has the WAL on disk (its queue is closed only
                 // after this thread has stopped).
@@ -433,12 +446,41 @@ struct SqliteStore::Impl {
         detail::complete_all(finished);
     }
 
-    bool truncate_wal() {
+    // Copies the WAL into the database and truncates it, so that an erased citizen's rows,
+    // overwritten in the database (secure_delete), leave no copy in the WAL either. Waits at
+    // most `busy_ms` for readers: the writer (and every message queued behind it) waits too.
+    bool truncate_wal(int busy_ms) {
         std::lock_guard lock(ckpt_mutex);
+        sqlite3_busy_timeout(db, busy_ms);
         int log = 0;
         int done = 0;
-        return sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
-               SQLITE_OK;
+        const bool ok =
+            sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
+            SQLITE_OK;
+        sqlite3_busy_timeout(db, kBusyTimeoutMs);
+        return ok;
+    }
+
+    void retry_truncate() {
+        const bool first = next_truncate == std::chrono::steady_clock::time_point{};
+        if (truncate_wal(100)) {
+            if (!first)
+                Logger::log(LogLevel::kInfo, {}, "erasure_wal_truncated", "store=sqlite");
+            truncate_pending = false;
+            next_truncate = {};
+            return;
+        }
+        if (first) {
+            // The erasure is answered: its rows are gone from the database, and the copies in
+            // the WAL go as soon as the reader that holds them back lets go.
+            Logger::log(
+                LogLevel::kWarn,
+                {},
+                "erasure_wal_pending",
+                "store=sqlite reason=reader_holds_wal retry_ms=1000"
+            );
+        }
+        next_truncate = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
 
     // The writer connection's WAL hook (after each commit, on the writer thread).
@@ -548,7 +590,7 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
             "cannot open the SQLite database '" + impl->options.path +
                 "': " + (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")};
     }
-    sqlite3_busy_timeout(impl->db, 5000);
+    sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
     // WAL: readers never block the writer and a commit is one append; durable stores have the
     // syncer thread fsync the WAL before a write is acknowledged (see Impl::sync_queue), which
     // with synchronous=NORMAL gives what FULL gives without stalling the writer on the disk.
@@ -593,7 +635,7 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
             "cannot open a checkpoint connection to '" + impl->options.path + "': " +
                 (impl->ckpt_db != nullptr ? sqlite3_errmsg(impl->ckpt_db) : "out of memory")};
     }
-    sqlite3_busy_timeout(impl->ckpt_db, 5000);
+    sqlite3_busy_timeout(impl->ckpt_db, kBusyTimeoutMs);
     impl->next_sweep = std::chrono::steady_clock::now();
     Impl* raw = impl.get();
     // Replaces SQLite's automatic checkpoint on the writer connection.
@@ -779,7 +821,7 @@ asio::awaitable<engine::Result<engine::Ok>> SqliteStore::checkpoint() {
         Lane::kMaintain,
         false,
         [](Impl& d) -> engine::Result<engine::Ok> {
-            if (!d.truncate_wal())
+            if (!d.truncate_wal(kBusyTimeoutMs))
                 return db_error(d.db, "checkpoint failed");
             return engine::Ok{};
         }

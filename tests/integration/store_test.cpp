@@ -323,6 +323,27 @@ TEST_SUITE("integration/store") {
                 ct::request(server.port, "DELETE", path, {}, {"Authorization: Bearer " + token});
             REQUIRE(erased_again);
             CHECK(erased_again->status == 200);
+            // Any id /v1/messages accepts can be erased: a '/' comes percent-encoded.
+            const std::string slash = "tg/4711-SLASHED";
+            REQUIRE(ct::post_message(server.port, ct::text_message(slash, "hi"))->status == 200);
+            auto raw = ct::request(
+                server.port,
+                "DELETE",
+                "/v1/citizens/tg/4711-SLASHED",
+                {},
+                {"Authorization: Bearer " + token}
+            );
+            REQUIRE(raw);
+            CHECK(raw->status == 400);
+            auto encoded = ct::request(
+                server.port,
+                "DELETE",
+                "/v1/citizens/tg%2F4711-SLASHED",
+                {},
+                {"Authorization: Bearer " + token}
+            );
+            REQUIRE(encoded);
+            CHECK(encoded->status == 200);
             server.proc.send_signal(SIGTERM);
             CHECK(server.proc.wait_exit(milliseconds(10000)) == 0);
         }
@@ -330,6 +351,7 @@ TEST_SUITE("integration/store") {
             const std::string bytes = ct::read_file(file);
             CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
+            CHECK_MESSAGE(bytes.find("4711-SLASHED") == std::string::npos, file);
         }
         CHECK(ct::read_file(dir + "/civicflow.db").find("919800000001") != std::string::npos);
     }

@@ -362,6 +362,7 @@ int run_serve(int argc, char** argv) {
             options.port = store_spec->port;
             options.message_ttl = config.store.message_ttl;
             options.lease_ttl = config.store.lease_ttl;
+            options.command_timeout = config.store.command_timeout;
             auto redis = server::RedisStore::create(ioc.get_executor(), std::move(options));
             // Give the first connection a few seconds before listening, so a healthy start
             // does not answer its first requests with 503. Past that, serve anyway: requests

@@ -82,7 +82,7 @@ Kind kind_of_status(unsigned http_status) {
 SendOutcome classify_send(unsigned http_status, std::string_view response_body) {
     SendOutcome out;
     rapidjson::Document doc;
-    doc.Parse(response_body.data(), response_body.size());
+    doc.Parse<rapidjson::kParseIterativeFlag>(response_body.data(), response_body.size());
     const bool json = !doc.HasParseError() && doc.IsObject();
     if (http_status >= 200 && http_status < 300) {
         out.kind = Kind::kSent;

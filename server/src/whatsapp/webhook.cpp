@@ -317,7 +317,9 @@ engine::Result<WebhookBatch> parse_webhook(std::string_view body) {
     rapidjson::Document doc;
     // Validating the encoding rejects invalid UTF-8 and lone surrogate escapes (\ud800), which
     // have no UTF-8 form; trailing garbage after the object is an error too.
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+    doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(
+        body.data(), body.size()
+    );
     if (doc.HasParseError()) {
         return engine::Error{
             "invalid_json",

@@ -272,6 +272,21 @@ TEST_SUITE("engine/engine") {
             REQUIRE(c.last.events.size() == 1);
             CHECK(c.last.events[0].code == "R403");
         }
+        SUBCASE("JSON nested past 128 levels follows error, without exhausting the stack") {
+            const std::string deep = R"({"stage":"Printed","x":)" + std::string(200'000, '[') +
+                                     std::string(200'000, ']') + "}";
+            c.run(Input::call_result({"main/lookup/1", CallResult::Outcome::kResponse, 200, deep}));
+            CHECK(c.text(0) == "Service down.");
+            REQUIRE(c.last.events.size() == 1);
+            CHECK(c.last.events[0].code == "R403");
+        }
+        SUBCASE("JSON nested 128 levels deep is read") {
+            const std::string nested =
+                R"({"stage":"Printed","x":)" + std::string(127, '[') + std::string(127, ']') + "}";
+            c.run(Input::call_result({"main/lookup/1", CallResult::Outcome::kResponse, 200, nested})
+            );
+            CHECK(c.text(0) == "AB1234: Printed");
+        }
         SUBCASE("a missing pointer is event R402 and the slot stays unset") {
             c.run(Input::call_result({"main/lookup/1", CallResult::Outcome::kResponse, 200, "{}"}));
             CHECK(c.text(0) == "AB1234: ");

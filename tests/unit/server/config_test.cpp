@@ -205,4 +205,37 @@ civicflow.yaml:4:16: error[E109]: 'list_button' must be 1 to 20 characters (a Wh
         CHECK_FALSE(server::parse_duration("s"));
         CHECK_FALSE(server::parse_duration("10"));
     }
+
+    TEST_CASE("timeouts and times to live of 0 are refused") {
+        const std::string errors = errors_of(R"(version: 1
+limits: { read_timeout: 0s, idle_timeout: 0ms }
+store: { session_ttl: 0s, ended_session_ttl: 0d, message_ttl: 0s }
+backends:
+  status:
+    base_url: http://127.0.0.1:9
+    connect_timeout: 0s
+whatsapp: { send_timeout: 0s }
+)");
+        for (const char* key :
+             {"read_timeout",
+              "idle_timeout",
+              "session_ttl",
+              "ended_session_ttl",
+              "message_ttl",
+              "connect_timeout",
+              "send_timeout"}) {
+            CAPTURE(key);
+            CHECK(errors.find(std::string("'") + key + "' must be above 0") != std::string::npos);
+        }
+        CHECK(
+            errors_of("version: 1\nstore: { lease_ttl: 4s, command_timeout: 3s }\n")
+                .find("'command_timeout' must be at most half of 'lease_ttl'") != std::string::npos
+        );
+        engine::Diagnostics diags;
+        auto ok = server::parse_config(
+            "civicflow.yaml", "version: 1\nstore: { lease_ttl: 10s, command_timeout: 5s }\n", diags
+        );
+        REQUIRE(ok);
+        CHECK(ok->store.command_timeout == 5s);
+    }
 }

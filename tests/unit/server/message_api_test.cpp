@@ -62,6 +62,13 @@ TEST_SUITE("server/message_api") {
              "invalid_field",
              "'lang' must be 1 to 16 bytes long"},
             {R"({"user":"u","text":"\ud800"})", "invalid_utf8", "the body contains invalid UTF-8"},
+            {R"({"user":"u\udc00","text":"a"})", "invalid_utf8", "the body contains invalid UTF-8"},
+            {R"({"user":"u","text":"a\uDFFFb"})",
+             "invalid_utf8",
+             "the body contains invalid UTF-8"},
+            {R"({"user":"u","text":"a","message_id":"\udc00"})",
+             "invalid_utf8",
+             "the body contains invalid UTF-8"},
         };
         for (const Case& c : cases) {
             CAPTURE(c.body);
@@ -70,6 +77,25 @@ TEST_SUITE("server/message_api") {
             CHECK(r.error().code == c.code);
             CHECK(r.error().message == c.message);
         }
+    }
+
+    TEST_CASE("escapes that decode to valid UTF-8 pass, a surrogate pair included") {
+        auto r =
+            parse_message_request(R"({"user":"u\u00e9","text":"\ud83d\ude00 \u0915 \\udc00"})");
+        REQUIRE(r);
+        CHECK(r->user == "u\xC3\xA9");
+        CHECK(r->text == "\xF0\x9F\x98\x80 \xE0\xA4\x95 \\udc00");
+    }
+
+    // The parse is iterative: nesting costs heap, not the thread's stack.
+    TEST_CASE("deeply nested JSON is parsed without recursion") {
+        const std::string deep = R"({"user":"u","text":"a","x":)" + std::string(200'000, '[') +
+                                 std::string(200'000, ']') + "}";
+        CHECK(parse_message_request(deep));
+        auto open =
+            parse_message_request(R"({"user":"u","text":"a","x":)" + std::string(200'000, '['));
+        REQUIRE_FALSE(open);
+        CHECK(open.error().code == "invalid_json");
     }
 
     TEST_CASE("the text limit counts characters, not bytes") {

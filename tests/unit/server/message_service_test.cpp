@@ -193,6 +193,44 @@ TEST_SUITE("server/message_service") {
         CHECK(f.calls.size() == 2);
     }
 
+    // The interrupted message's client may send another one before retrying it: that one
+    // finishes the interrupted turn, which is then also the stored answer of the first.
+    TEST_CASE("a turn recovered by another message is stored as the interrupted message's") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        f.crash = true;
+        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X","message_id":"m1"})"), Crash);
+        f.crash = false;
+        f.result.body = R"({"stage":"Dispatched"})";
+        auto other = f.send(R"({"user":"u","text":"Y","message_id":"m2"})");
+        CHECK(
+            f.calls ==
+            std::vector<std::string>{
+                "GET status /applications/X",
+                "GET status /applications/X",
+                "GET status /applications/Y"}
+        );
+        CHECK(
+            other.body ==
+            R"({"user":"u","replies":[{"type":"text","text":"Stage: Dispatched"},)"
+            R"({"type":"text","text":"Reference?"},{"type":"text","text":"Stage: Dispatched"},)"
+            R"({"type":"text","text":"Reference?"}],)"
+            R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
+        );
+        // The late retry of m1 runs nothing and gets the recovered turn.
+        auto late = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
+        CHECK(f.calls.size() == 3);
+        CHECK(
+            late.body ==
+            R"({"user":"u","replies":[{"type":"text","text":"Stage: Dispatched"},)"
+            R"({"type":"text","text":"Reference?"}],)"
+            R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
+        );
+        CHECK_FALSE(f.store.get("u", {}).pending);
+        // m2's own answer is kept as it was sent.
+        CHECK(f.send(R"({"user":"u","text":"Y","message_id":"m2"})").body == other.body);
+    }
+
     TEST_CASE("a pending post interrupted by a crash is failed, never sent twice") {
         const std::string flow = with_post(kFlow);
         Fixture f(flow.c_str());

@@ -19,12 +19,15 @@ namespace {
 
 // The store's own io_context on a thread, as in the server; tests await from their own.
 struct RedisFixture {
-    std::unique_ptr<server::RedisStore> open(std::chrono::milliseconds lease_wait = 10s) {
+    std::unique_ptr<server::RedisStore> open(
+        std::chrono::milliseconds lease_wait = 10s, std::chrono::milliseconds timeout = 2s
+    ) {
         server::RedisStore::Options options;
         options.port = redis.port();
         options.message_ttl = 1h;
         options.lease_ttl = 5s;
         options.lease_wait = lease_wait;
+        options.command_timeout = timeout;
         auto s = server::RedisStore::create(io.ioc.get_executor(), options);
         auto* raw = s.get();
         wait_until([raw] { return raw->connected(); });
@@ -61,6 +64,61 @@ TEST_SUITE("server/redis_store") {
         s.store.reset();
     }
 
+    // Redis frozen (or the network gone quiet) must not hold requests without an answer: past
+    // command_timeout the connection is dropped, waiting commands fail, and the store
+    // reconnects by itself once Redis answers again.
+    TEST_CASE("a command unanswered past the timeout fails, and the store recovers") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto s = f.open(10s, 300ms);
+        REQUIRE(run(s->ping()));
+        f.redis.pause();
+        const auto start = std::chrono::steady_clock::now();
+        auto frozen = run(s->load("919800000009", ""));
+        const auto waited = std::chrono::steady_clock::now() - start;
+        f.redis.resume();
+        REQUIRE_FALSE(frozen);
+        CHECK(frozen.error().code == "store");
+        CHECK(waited >= 300ms);
+        CHECK(waited < 3s);
+        CHECK(RedisFixture::wait_until([&] { return s->connected() && run(s->ping()); }));
+        server::TurnWrite w;
+        w.user = "919800000009";
+        w.session = R"({"v":1,"flow":"main"})";
+        w.session_ttl_ms = 60'000;
+        REQUIRE(run(s->write(w)));
+        CHECK(run(s->load("919800000009", ""))->session == *w.session);
+    }
+
+    // User ids and message ids may contain "}" and ":": no two (user, id) pairs share a key,
+    // so no citizen is answered with another's stored response, nor erases it.
+    TEST_CASE("message ids of citizens whose ids contain braces and colons stay apart") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto s = f.open();
+        server::TurnWrite a;
+        a.user = "u";
+        a.session = R"({"v":1,"flow":"a"})";
+        a.session_ttl_ms = 60'000;
+        a.message_id = "v}:w";
+        a.response = "answer of u";
+        REQUIRE(run(s->write(a)));
+        auto other = run(s->load("u}:v", "w"));
+        REQUIRE(other);
+        CHECK_FALSE(other->response);
+        server::TurnWrite b = a;
+        b.user = "u}:v";
+        b.message_id = "w";
+        b.response = "answer of u}:v";
+        REQUIRE(run(s->write(b)));
+        CHECK(run(s->load("u", "v}:w"))->response == a.response);
+        REQUIRE(run(s->erase_citizen("u")));
+        CHECK_FALSE(run(s->load("u", "v}:w"))->response);
+        CHECK(run(s->load("u}:v", "w"))->response == b.response);
+    }
+
     TEST_CASE("a citizen's lease is exclusive until released") {
         if (!testing::RedisServer::available())
             return;
@@ -79,9 +137,10 @@ TEST_SUITE("server/redis_store") {
         CHECK(run(b->acquire_lease("919800000001")));
     }
 
-    // The final write of a turn releases the lease in the same script; a token that is no
-    // longer the lease's (it expired and another instance took it) releases nothing.
-    TEST_CASE("a write can release the citizen's lease, only when the token still holds it") {
+    // The final write of a turn releases the lease in the same script, and writes only while
+    // the lease still holds its token: one that expired and passed to another instance must
+    // not let a late write overwrite what that instance stores.
+    TEST_CASE("a write that releases the lease applies only while the token still holds it") {
         if (!testing::RedisServer::available())
             return;
         RedisFixture f;
@@ -95,15 +154,29 @@ TEST_SUITE("server/redis_store") {
         w.session = R"({"v":1,"flow":"main"})";
         w.session_ttl_ms = 60'000;
         w.release_lease = "not-the-token";
-        REQUIRE(run(a->write(w)));
+        auto refused = run(a->write(w));
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().message == "the citizen's lease expired before the turn was stored");
+        CHECK_FALSE(run(a->load(user, ""))->session);
         CHECK_FALSE(run(b->acquire_lease(user)));  // still a's
         w.release_lease = held->lease.token;
         REQUIRE(run(a->write(w)));  // session only, yet through the script to release
         auto taken = run(b->acquire_and_load(user, ""));
         REQUIRE(taken);
         CHECK(taken->state.session == *w.session);
-        // a's old token cannot release b's lease.
-        REQUIRE(run(a->write(w)));
+        // a's old token neither writes nor releases b's lease; with every effect, the same.
+        server::TurnWrite late = w;
+        late.session = R"({"v":1,"flow":"late"})";
+        CHECK_FALSE(run(a->write(late)));
+        late.message_id = "m-late";
+        late.response = "late";
+        late.consent = server::Consent{false, 1, "api"};
+        CHECK_FALSE(run(a->write(late)));
+        auto now = run(a->load(user, "m-late"));
+        REQUIRE(now);
+        CHECK(now->session == *w.session);
+        CHECK_FALSE(now->response);
+        CHECK_FALSE(*run(a->load_consent(user)));
         CHECK_FALSE(run(a->acquire_lease(user)));
     }
 

@@ -193,6 +193,37 @@ TEST_SUITE("server/sqlite_store") {
         CHECK(file_bytes(db.path).find("919800000099") != std::string::npos);
     }
 
+    // A backup reading the file holds the WAL: the erasure is answered at once (not after the
+    // writer waited out the busy timeout), and the WAL loses the citizen as soon as the reader
+    // lets go and the writer commits again.
+    TEST_CASE("erasure while a reader holds the wal truncates it once the reader is done") {
+        Db db;
+        auto store = db.open();
+        const std::string user = "919812340000";
+        const std::string secret = "DL5555555555555";
+        REQUIRE(run(store->write(turn(user, R"({"v":1,"slots":{"ref":")" + secret + "\"}})"))));
+        sqlite3* reader = nullptr;
+        REQUIRE(sqlite3_open(db.path.c_str(), &reader) == SQLITE_OK);
+        REQUIRE(
+            sqlite3_exec(
+                reader, "BEGIN; SELECT count(*) FROM sqlite_master;", nullptr, nullptr, nullptr
+            ) == SQLITE_OK
+        );
+        const auto start = std::chrono::steady_clock::now();
+        REQUIRE(run(store->erase_citizen(user)));
+        CHECK(std::chrono::steady_clock::now() - start < 2s);
+        CHECK_FALSE(run(store->load(user, ""))->session);
+        REQUIRE(sqlite3_exec(reader, "COMMIT;", nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(reader);
+        std::this_thread::sleep_for(1100ms);  // the retry waits a second
+        REQUIRE(run(store->write(turn("919800000098", "later"))));
+        for (const std::string& file : {db.path, db.path + "-wal"}) {
+            const std::string bytes = file_bytes(file);
+            CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
+            CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
+        }
+    }
+
     TEST_CASE("loads without a message id are answered from the cache once a citizen is read") {
         Db db;
         auto store = db.open();

@@ -196,6 +196,16 @@ bool RedisServer::start() {
     return false;
 }
 
+void RedisServer::pause() {
+    if (pid_ > 0)
+        ::kill(pid_, SIGSTOP);
+}
+
+void RedisServer::resume() {
+    if (pid_ > 0)
+        ::kill(pid_, SIGCONT);
+}
+
 void RedisServer::stop() {
     if (pid_ <= 0)
         return;

@@ -98,6 +98,9 @@ public:
     /// Stops it (SIGKILL) / starts it again on the same port.
     void stop();
     bool start();
+    /// Freezes it (SIGSTOP: connections stay open, nothing is answered) / lets it go on.
+    void pause();
+    void resume();
 
 private:
     int pid_ = -1;

@@ -78,6 +78,7 @@ struct BackendConfig {
 ///     durable: true               # sqlite: fdatasync the WAL after each group commit
 ///     cache_sessions: 50000       # sqlite: citizens whose session is also kept in memory
 ///     lease_ttl: 30s              # redis: a crashed instance's per-citizen lease expires
+///     command_timeout: 3s         # redis: no answer this long: reconnect, requests get 503
 struct StoreConfig {
     std::string type = "sqlite:civicflow.db";
     Millis session_ttl{7LL * 24 * 3600 * 1000};
@@ -87,6 +88,7 @@ struct StoreConfig {
     bool durable = true;
     std::size_t cache_sessions = 50'000;
     Millis lease_ttl{30'000};
+    Millis command_timeout{3'000};
 };
 
 /// The WhatsApp Cloud API channel. Secrets and the API base URL come from the environment

@@ -22,7 +22,8 @@ namespace civicflow::server {
 ///
 /// Keys (the citizen id in braces, a Redis Cluster hash tag keeping a citizen on one slot):
 ///   cf:s:{user}       session, TTL = the write's session TTL
-///   cf:m:{user}:ID    response of message ID, TTL = message_ttl
+///   cf:m:N:{user}:ID  response of message ID (N: the user id's length in bytes, so that no
+///                     other user and id make the same key), TTL = message_ttl
 ///   cf:k:{user}       set of the citizen's message ids (for erasure), TTL = message_ttl
 ///   cf:c:{user}       consent "1|at|channel", no TTL
 ///   cf:p:{user}       pending call, TTL = message_ttl
@@ -37,6 +38,10 @@ public:
         std::chrono::milliseconds message_ttl{8LL * 24 * 3600 * 1000};
         std::chrono::milliseconds lease_ttl{30'000};   // a crashed holder's lease expires
         std::chrono::milliseconds lease_wait{10'000};  // then acquire_lease() fails
+        // A command (or the connect) unanswered this long: the connection is dropped, every
+        // command waiting on it fails (503), and a new one is made. Redis stalled or the
+        // network lost must not hold requests without an answer.
+        std::chrono::milliseconds command_timeout{3'000};
     };
 
     /// Starts connecting (asynchronously: the store exists, unavailable, until connected).

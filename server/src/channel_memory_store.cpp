@@ -185,6 +185,35 @@ boost::asio::awaitable<engine::Result<bool>> ChannelMemoryStore::add_inbound(Inb
     co_return true;
 }
 
+boost::asio::awaitable<engine::Result<std::vector<bool>>> ChannelMemoryStore::receive(
+    std::vector<Arrival> arrivals
+) {
+    for (const Arrival& a : arrivals) {
+        if (a.item.wamid.empty() || a.item.key.empty())
+            co_return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+    }
+    Data& d = *data_;
+    std::lock_guard lock(d.mutex);
+    d.maybe_sweep();
+    std::vector<bool> fresh;
+    fresh.reserve(arrivals.size());
+    for (Arrival& a : arrivals) {
+        auto [window, first] = d.window.try_emplace(a.item.key, a.wrote_at);
+        if (!first)
+            window->second = std::max(window->second, a.wrote_at);
+        if (d.inbox.contains(a.item.wamid)) {
+            fresh.push_back(false);
+            continue;
+        }
+        const std::int64_t seq = d.next_seq++;
+        d.unprocessed.emplace(seq, a.item.wamid);
+        const std::string wamid = a.item.wamid;
+        d.inbox.emplace(wamid, InboxEntry{std::move(a.item), seq, false});
+        fresh.push_back(true);
+    }
+    co_return fresh;
+}
+
 boost::asio::awaitable<engine::Result<std::vector<InboxItem>>> ChannelMemoryStore::due_inbound(
     std::size_t limit
 ) {

@@ -642,6 +642,39 @@ asio::awaitable<engine::Result<bool>> ChannelSqliteStore::add_inbound(InboxItem 
     );
 }
 
+asio::awaitable<engine::Result<std::vector<bool>>> ChannelSqliteStore::receive(
+    std::vector<Arrival> arrivals
+) {
+    return submit<std::vector<bool>>(
+        *impl_,
+        Kind::kWrite,
+        [arrivals = std::move(arrivals)](Impl& d) -> engine::Result<std::vector<bool>> {
+            for (const Arrival& a : arrivals) {
+                if (a.item.wamid.empty() || a.item.key.empty())
+                    return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+            }
+            // One savepoint around the job: a failure undoes what it stored before.
+            std::vector<bool> fresh;
+            fresh.reserve(arrivals.size());
+            for (const Arrival& a : arrivals) {
+                if (d.st->window_touch.bind(1, a.item.key).bind(2, a.wrote_at).exec() !=
+                    SQLITE_DONE) {
+                    return db_error(d.db, "cannot record an inbound time");
+                }
+                if (d.st->inbox_insert.bind(1, a.item.wamid)
+                        .bind(2, a.item.key)
+                        .bind(3, a.item.payload)
+                        .bind(4, a.item.received_at)
+                        .exec() != SQLITE_DONE) {
+                    return db_error(d.db, "cannot store an inbound message");
+                }
+                fresh.push_back(sqlite3_changes(d.db) > 0);
+            }
+            return fresh;
+        }
+    );
+}
+
 asio::awaitable<engine::Result<std::vector<InboxItem>>> ChannelSqliteStore::due_inbound(
     std::size_t limit
 ) {

@@ -248,7 +248,12 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
     if (!batch)
         co_return json_error(400, "invalid_json", batch.error().message, rid);
     ++stats_.webhooks;
-    std::vector<InboxItem> fresh;
+    // Every message is taken in hand before it is stored, so that the recovery loop, which may
+    // read it from the inbox before this batch is scheduled, leaves it to us; one already in
+    // hand is a concurrent redelivery of a message being received or processed. Then the
+    // whole batch is stored in one step with the citizens' windows (one commit for the
+    // webhook, and no redelivery can find a message stored without its window).
+    std::vector<Arrival> arrivals;
     for (const whatsapp::InboundMessage& m : batch->messages) {
         if (!m.is_input()) {
             // Reactions and types the channel does not read: nothing for the engine.
@@ -256,34 +261,35 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
             Logger::log(LogLevel::kDebug, rid, "whatsapp_ignored", "type=" + m.raw_type);
             continue;
         }
-        InboxItem item{m.id, "wa:" + m.phone_number_id + ":" + m.citizen, encode_inbound(m), now()};
-        // The wamid is taken in hand before it is stored, so that the recovery loop, which may
-        // read it from the inbox before this batch is scheduled, leaves it to us. One already
-        // in hand is a concurrent redelivery of a message being received or processed.
-        if (!claim_inbox(item.wamid)) {
+        if (!claim_inbox(m.id)) {
             ++stats_.duplicates;
             continue;
         }
-        // The window first: it only keeps the later time, so a redelivery after a failure
-        // here or below sets it as the first delivery would have.
+        InboxItem item{m.id, "wa:" + m.phone_number_id + ":" + m.citizen, encode_inbound(m), now()};
         const std::int64_t at = m.timestamp > 0 ? m.timestamp * 1000 : now();
-        auto touched = co_await channel_.touch_inbound(item.key, at);
-        auto added =
-            touched ? co_await channel_.add_inbound(item) : engine::Result<bool>(touched.error());
-        if (!added || !*added)
-            release_inbox(item.wamid);
+        arrivals.push_back(Arrival{std::move(item), at});
+    }
+    std::vector<InboxItem> fresh;
+    fresh.reserve(arrivals.size());
+    if (!arrivals.empty()) {
+        auto added = co_await channel_.receive(arrivals);
         if (!added) {
-            // What this batch stored so far is durable: run it. Meta redelivers the batch.
-            schedule(std::move(fresh));
+            for (const Arrival& a : arrivals)
+                release_inbox(a.item.wamid);
             co_return store_unavailable(rid);
         }
-        if (!*added) {
-            ++stats_.duplicates;
-            continue;
+        for (std::size_t i = 0; i < arrivals.size(); ++i) {
+            if (!(*added)[i]) {
+                release_inbox(arrivals[i].item.wamid);
+                ++stats_.duplicates;
+                continue;
+            }
+            ++stats_.inbound;
+            fresh.push_back(std::move(arrivals[i].item));
         }
-        ++stats_.inbound;
-        fresh.push_back(std::move(item));
     }
+    // Stored: their turns may start now (a status below failing still leaves them to run).
+    schedule(std::move(fresh));
     for (const whatsapp::StatusUpdate& s : batch->statuses) {
         DeliveryStatus status;
         switch (s.kind) {
@@ -319,8 +325,7 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
             );
         }
     }
-    // Everything is stored: answer now, run the turns after.
-    schedule(std::move(fresh));
+    // Everything is stored: answer now.
     co_return ApiReply{200, R"({"status":"ok"})"};
 }
 

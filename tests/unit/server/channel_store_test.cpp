@@ -214,6 +214,42 @@ TEST_SUITE("server/channel_store") {
     }
 
     TEST_CASE_TEMPLATE(
+        "a webhook's messages are stored with their windows in one step",
+        F,
+        MemoryFixture,
+        SqliteFixture
+    ) {
+        F f;
+        ChannelStore& store = *f.store;
+        REQUIRE(*run(store.add_inbound(inbound("wamid.K", "919800000003", kStart))));
+        using server::Arrival;
+        auto fresh = run(store.receive({
+            Arrival{inbound("wamid.R1", "919800000001", kStart + 1), kStart - 5'000},
+            Arrival{inbound("wamid.K", "919800000003", kStart + 2), kStart - 1'000},
+            Arrival{inbound("wamid.R2", "919800000001", kStart + 3), kStart - 9'000},
+            Arrival{inbound("wamid.R1", "919800000001", kStart + 4), kStart - 5'000},
+        }));
+        REQUIRE(fresh);
+        CHECK(*fresh == std::vector<bool>{true, false, true, false});
+        CHECK(wamids(*run(store.due_inbound(10))) == Strings{"wamid.K", "wamid.R1", "wamid.R2"});
+        // The window keeps the latest time written, a redelivery's included.
+        CHECK(*run(store.last_inbound("wa:1001:919800000001")) == kStart - 5'000);
+        CHECK(*run(store.last_inbound("wa:1001:919800000003")) == kStart - 1'000);
+        // One bad item: nothing of the batch is stored.
+        auto refused = run(store.receive({
+            Arrival{inbound("wamid.R3", "919800000004", kStart), kStart},
+            Arrival{inbound("", "919800000004", kStart), kStart},
+        }));
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == "store");
+        CHECK_FALSE(*run(store.last_inbound("wa:1001:919800000004")));
+        CHECK(
+            *run(store.receive({Arrival{inbound("wamid.R3", "919800000004", kStart), kStart}})) ==
+            std::vector<bool>{true}
+        );
+    }
+
+    TEST_CASE_TEMPLATE(
         "processed inbox ids are forgotten after the inbox retention and unprocessed ones are kept",
         F,
         MemoryFixture,

@@ -61,6 +61,8 @@ public:
     void close();
 
     boost::asio::awaitable<engine::Result<bool>> add_inbound(InboxItem item) override;
+    boost::asio::awaitable<engine::Result<std::vector<bool>>> receive(std::vector<Arrival> arrivals
+    ) override;
     boost::asio::awaitable<engine::Result<std::vector<InboxItem>>> due_inbound(std::size_t limit
     ) override;
     boost::asio::awaitable<engine::Result<bool>> mark_processed(std::string wamid) override;

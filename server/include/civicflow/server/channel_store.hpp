@@ -27,6 +27,12 @@ struct InboxItem {
     bool operator==(const InboxItem&) const = default;
 };
 
+/// A received message with the time its citizen wrote it (ChannelStore::receive()).
+struct Arrival {
+    InboxItem item;
+    std::int64_t wrote_at = 0;  // ms since the epoch: the 24-hour window moves to it
+};
+
 /// A message to send through the Cloud API: a reply of a committed turn or a notification.
 struct OutboxItem {
     /// Where a message is. Forward moves only: kQueued -> kSent -> kDelivered -> kRead, and
@@ -134,6 +140,15 @@ public:
     /// `retention.inbox` after `received_at`). True: stored, its turn is to run; false: a
     /// redelivery, nothing changed.
     virtual boost::asio::awaitable<engine::Result<bool>> add_inbound(InboxItem item) = 0;
+
+    /// Stores what one webhook brought, in one atomic step: each message moves its citizen's
+    /// window to `wrote_at` (as touch_inbound(); redeliveries too, as the window only keeps the
+    /// later time) and is added to the inbox unless its wamid is known (as add_inbound(); a
+    /// wamid twice in `arrivals` is new once). Returns, in order, whether each was new. On an
+    /// Error nothing was stored, so the webhook can be answered 503 and redelivered.
+    virtual boost::asio::awaitable<engine::Result<std::vector<bool>>> receive(
+        std::vector<Arrival> arrivals
+    ) = 0;
 
     /// Up to `limit` unprocessed messages, oldest first (the order add_inbound() stored them).
     /// Does not claim them: the same items come back until mark_processed(), so one worker

@@ -218,14 +218,23 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
         const engine::Effect* call_effect = collect(turn, msg, rid, out);
         if (call_effect == nullptr)
             co_return engine::Ok{};
+        if (calls >= kMaxCallsPerMessage + kMaxFailedCalls) {
+            // Past the limit every call is failed without being sent, and error branches run
+            // until the flow stops calling: the checker refuses call cycles, so only a very
+            // long chain of error branches gets here. The session then waits for a result
+            // that will not come (the engine tells the citizen, and its idle timeout ends it).
+            Logger::log(
+                LogLevel::kError,
+                rid,
+                "call_chain_abandoned",
+                "limit=" + std::to_string(kMaxCallsPerMessage + kMaxFailedCalls)
+            );
+            co_return engine::Ok{};
+        }
         auto resumed =
             co_await call_and_resume(turn, *call_effect, msg, message_id, rid, out, calls);
         if (!resumed)
             co_return resumed.error();
-        if (calls >= kMaxCallsPerMessage) {
-            take_replies(turn, rid, out);
-            co_return engine::Ok{};
-        }
     }
 }
 

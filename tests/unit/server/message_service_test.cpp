@@ -231,6 +231,58 @@ TEST_SUITE("server/message_service") {
         CHECK(f.send(R"({"user":"u","text":"Y","message_id":"m2"})").body == other.body);
     }
 
+    // Past the chain limit, calls are failed without being sent, and an error branch that
+    // calls again is failed too: the citizen gets the flow's answer, never a session left
+    // waiting for a result no call will bring.
+    TEST_CASE("calls past the chain limit are failed until the flow stops calling") {
+        std::string flow = R"(version: 1
+flow: main
+title: "Chain"
+languages: [en]
+start: ask
+states:
+  ask:
+    ask: "Reference?"
+    slot: ref
+    then: c1
+)";
+        for (int i = 1; i <= 5; ++i) {
+            const std::string next = i < 5 ? "c" + std::to_string(i + 1) : "done";
+            const std::string on_error = i == 5 ? "f1" : "down";
+            flow += "  c" + std::to_string(i) +
+                    ":\n    call:\n      backend: status\n      method: GET\n      path: \"/c" +
+                    std::to_string(i) + "\"\n    on: { ok: " + next + ", error: " + on_error +
+                    " }\n";
+        }
+        flow += R"(  f1:
+    call:
+      backend: status
+      method: GET
+      path: "/fallback"
+    on: { ok: done, error: down }
+  done:
+    say: "Done."
+    goto: ask
+  down:
+    say: "Service down."
+    goto: ask
+)";
+        Fixture f(flow.c_str());
+        f.send(R"({"user":"u","text":"hello"})");
+        auto r = f.send(R"({"user":"u","text":"X"})");
+        CHECK(
+            f.calls ==
+            std::vector<std::string>{
+                "GET status /c1", "GET status /c2", "GET status /c3", "GET status /c4"}
+        );
+        CHECK(
+            r.body ==
+            R"({"user":"u","replies":[{"type":"text","text":"Service down."},)"
+            R"({"type":"text","text":"Reference?"}],)"
+            R"("session":{"flow":"main","state":"ask","lang":"en","waiting_for":"answer"}})"
+        );
+    }
+
     TEST_CASE("a pending post interrupted by a crash is failed, never sent twice") {
         const std::string flow = with_post(kFlow);
         Fixture f(flow.c_str());

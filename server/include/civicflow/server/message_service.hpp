@@ -111,8 +111,10 @@ public:
     const CitizenQueues& queues() const { return queues_; }
 
     /// At most this many backend calls are chained within one message; a flow that keeps
-    /// calling past it gets an error result for the next call (its error branch).
+    /// calling past it gets an error result for each further call (its error branch, which
+    /// may call again: failed the same way, up to kMaxFailedCalls more).
     static constexpr int kMaxCallsPerMessage = 4;
+    static constexpr int kMaxFailedCalls = 16;
 
 private:
     struct Outcome;

@@ -709,6 +709,17 @@ asio::awaitable<bool> WhatsAppChannel::send_one(const OutboxItem& item) {
         }
     }
     co_await pace(item);
+    {
+        // Queued before the citizen's erasure and read by the sender before it (or erased
+        // while this waited for its pace): the row is gone, and the message (a notification,
+        // or a reply) must not go out after it.
+        std::lock_guard lock(mutex_);
+        if (auto e = erased_at_.find(item.key);
+            e != erased_at_.end() && item.created_at <= e->second) {
+            ++stats_.dropped_erased;
+            co_return true;
+        }
+    }
     engine::BackendCall call{
         item.id, "whatsapp", "POST", "/" + item.phone_number_id + "/messages", item.body};
     const engine::CallResult result = co_await graph_(std::move(call), rid);
@@ -1063,7 +1074,8 @@ asio::awaitable<std::string> WhatsAppChannel::metrics() {
           std::pair{"retry", stats_.send_retry.load()},
           std::pair{"throttled", stats_.send_throttled.load()},
           std::pair{"failed", stats_.send_failed.load()},
-          std::pair{"outside_window", stats_.outside_window.load()}}) {
+          std::pair{"outside_window", stats_.outside_window.load()},
+          std::pair{"erased", stats_.dropped_erased.load()}}) {
         out += std::string("civicflow_whatsapp_sends_total{outcome=\"") + label + "\"} " +
                std::to_string(value) + "\n";
     }
@@ -1102,7 +1114,15 @@ asio::awaitable<std::string> WhatsAppChannel::metrics() {
 }
 
 asio::awaitable<engine::Result<engine::Ok>> WhatsAppChannel::erase(const std::string& key) {
-    co_return co_await channel_.erase_citizen(key);
+    auto erased = co_await channel_.erase_citizen(key);
+    if (erased) {
+        // A sender may hold a due list read before the erasure: see send_one().
+        const std::int64_t t = now();
+        std::lock_guard lock(mutex_);
+        std::erase_if(erased_at_, [t](const auto& e) { return t - e.second > kErasedMemoryMs; });
+        erased_at_[key] = t;
+    }
+    co_return erased;
 }
 
 }  // namespace civicflow::server

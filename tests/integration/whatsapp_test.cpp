@@ -639,6 +639,44 @@ TEST_SUITE("integration/whatsapp") {
         CHECK(sends_to(graph, to).empty());
     }
 
+    // The sender may hold a citizen's message (here: waiting for the number's send rate) when
+    // the citizen is erased: it must not go out after the erasure.
+    TEST_CASE("a notification waiting to be sent is dropped when its citizen is erased") {
+        FakeGraph graph;
+        Server s(ct::make_temp_dir(), graph, "  send_rate: 1\n");
+        const std::vector<std::string> auth{std::string("Authorization: Bearer ") + kNotify};
+        const std::string to = "919800000021";
+        auto notify = [&](const std::string& key) {
+            return ct::request(
+                s.port,
+                "POST",
+                "/v1/notifications",
+                R"({"citizen":")" + to + R"(","template":"t","lang":"en","idempotency_key":")" +
+                    key + R"("})",
+                auth
+            );
+        };
+        REQUIRE(notify("e1")->status == 202);
+        REQUIRE(wait_sends(graph, to, 1));
+        REQUIRE(notify("e2")->status == 202);  // waits about a second for the send rate
+        auto erased = ct::request(
+            s.port,
+            "DELETE",
+            std::string("/v1/citizens/wa:") + kNumber + ":" + to,
+            {},
+            {std::string("Authorization: Bearer ") + kAdmin}
+        );
+        REQUIRE(erased);
+        CHECK(erased->status == 200);
+        std::this_thread::sleep_for(milliseconds(2000));
+        CHECK(sends_to(graph, to).size() == 1);
+        CHECK(
+            ct::request(s.port, "GET", "/metrics")
+                ->body.find("civicflow_whatsapp_sends_total{outcome=\"erased\"} 1") !=
+            std::string::npos
+        );
+    }
+
     TEST_CASE("notifications send a template once per key and never to an opted-out citizen") {
         FakeGraph graph;
         Server s(ct::make_temp_dir(), graph);

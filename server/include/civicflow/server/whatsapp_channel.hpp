@@ -53,6 +53,7 @@ struct WhatsAppStats {
     std::atomic<std::uint64_t> send_throttled{0};         // rate limits, retried later
     std::atomic<std::uint64_t> send_failed{0};            // permanent failures and give-ups
     std::atomic<std::uint64_t> outside_window{0};         // replies not sent: window closed
+    std::atomic<std::uint64_t> dropped_erased{0};         // not sent: the citizen was erased first
     std::atomic<std::uint64_t> notifications{0};          // templates queued
     std::atomic<std::uint64_t> notifications_refused{0};  // opted out citizens
 };
@@ -193,6 +194,10 @@ private:
     std::map<std::string, std::int64_t> number_next_ms_;       // token bucket per phone number
     std::map<std::string, std::int64_t> number_paused_until_;  // throttled numbers
     std::map<std::string, std::int64_t> recipient_next_ms_;    // pacing per recipient
+    // Citizens erased lately (key -> when): what a sender read before is not sent. Kept for
+    // kErasedMemoryMs, far longer than a due list is held.
+    static constexpr std::int64_t kErasedMemoryMs = 10 * 60 * 1000;
+    std::map<std::string, std::int64_t> erased_at_;
     std::atomic<std::size_t> in_flight_{0};
     std::atomic<bool> stopping_{false};
     std::atomic<bool> wake_pending_{false};

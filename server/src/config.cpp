@@ -248,12 +248,14 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
         if (n->is_scalar() && store.lease_ttl.count() < 1000)
             r.invalid(*n, "'lease_ttl' must be at least 1s");
     }
-    if (const Node* n = node.find("command_timeout")) {
+    if (const Node* n = node.find("command_timeout"))
         r.read_duration(*n, "command_timeout", store.command_timeout, true);
-        // A command answered after the lease passed on could overwrite the next holder's turn.
-        if (n->is_scalar() && store.command_timeout * 2 > store.lease_ttl)
-            r.invalid(*n, "'command_timeout' must be at most half of 'lease_ttl'");
-    }
+    // A command answered after the lease passed on could overwrite the next holder's turn.
+    // Checked whichever of the two the file sets (the other keeps its default).
+    const Node* timeout_node = node.find("command_timeout");
+    const Node* at = timeout_node != nullptr ? timeout_node : node.find("lease_ttl");
+    if (at != nullptr && at->is_scalar() && store.command_timeout * 2 > store.lease_ttl)
+        r.invalid(*at, "'command_timeout' must be at most half of 'lease_ttl'");
 }
 
 // Characters of UTF-8 text (bytes that do not continue a sequence).

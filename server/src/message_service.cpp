@@ -65,6 +65,7 @@ struct MessageService::Outcome {
     std::optional<Consent> consent;
     bool erase = false;
     bool pending_written = false;
+    std::string lease;  // the token of the citizen's lease, which writes within the turn hold
 };
 
 MessageService::MessageService(
@@ -257,6 +258,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::call_and_resu
         pending.session = engine::encode_session(turn.session);
         pending.session_ttl_ms = session_ttl(turn.session);
         pending.pending = PendingCall{message_id, call_effect.call, now()};
+        pending.hold_lease = out.lease;
         if (out.consent)
             pending.consent = out.consent;
         auto stored = co_await store_.write(std::move(pending));
@@ -364,6 +366,7 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
         recovered.response = encode_message_response(req.user, out.replies, session);
         recovered.consent = out.consent;
         recovered.clear_pending = true;
+        recovered.hold_lease = out.lease;
         auto stored = co_await store_.write(std::move(recovered));
         if (!stored)
             co_return stored.error();
@@ -399,6 +402,7 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
         co_return ApiReply{200, std::move(*stored.response)};
     }
     Outcome out;
+    out.lease = lease.token;
     engine::Turn turn;
     turn.session = restore_session(stored, req, rid);
     bool recovered_this_message = false;

@@ -66,10 +66,16 @@ const engine::Error kUnavailable{"store", "redis is unreachable"};
 const engine::Error kLeaseLost{"store", "the citizen's lease expired before the turn was stored"};
 
 // One turn's effects, atomically (see the key list in redis_store.hpp). With a lease token
-// (ARGV[11]), nothing is written unless the lease still holds it: the lease expired and another
-// instance may have taken the citizen (it returns 0, an error for the caller).
+// (ARGV[11]: the turn's final write, which releases it; ARGV[12]: a write within the turn,
+// which extends it by ARGV[13] ms), nothing is written unless the lease still holds it: the
+// lease expired and another instance may have taken the citizen (it returns 0, an error for
+// the caller).
 constexpr const char* kWriteScript = R"(
 if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[11] then return 0 end
+if ARGV[12] ~= '' then
+  if redis.call('GET', KEYS[6]) ~= ARGV[12] then return 0 end
+  redis.call('PEXPIRE', KEYS[6], ARGV[13])
+end
 if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
@@ -657,10 +663,18 @@ namespace {
 
 // The MGET of load(): session, pending call and, when asked for, a message id's response.
 std::string load_command(const std::string& user, const std::string& message_id) {
-    Command cmd(message_id.empty() ? 3 : 4);
+    // The key builds before 2026-12 wrote is read too (still there within message_ttl of an
+    // upgrade, or written by an older instance beside this one), but only where it is
+    // unambiguous: with no '}' in the user or the message id it has a single '}', so no other
+    // (user, id) pair made it.
+    const bool old_key = !message_id.empty() && user.find('}') == std::string::npos &&
+                         message_id.find('}') == std::string::npos;
+    Command cmd(message_id.empty() ? 3 : old_key ? 5 : 4);
     cmd.arg("MGET").arg(key("s", user)).arg(key("p", user));
     if (!message_id.empty())
         cmd.arg(message_key_prefix(user) + message_id);
+    if (old_key)
+        cmd.arg(key("m", user) + ":" + message_id);
     return cmd.take();
 }
 
@@ -679,6 +693,8 @@ engine::Result<CitizenState> decode_load(engine::Result<Reply> reply) {
     }
     if (reply->elements.size() > 2 && !reply->elements[2].nil())
         out.response = std::move(reply->elements[2].str);
+    else if (reply->elements.size() > 3 && !reply->elements[3].nil())
+        out.response = std::move(reply->elements[3].str);
     return out;
 }
 
@@ -692,7 +708,7 @@ asio::awaitable<engine::Result<CitizenState>> RedisStore::load(
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
     if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending &&
-        w.release_lease.empty()) {
+        w.release_lease.empty() && w.hold_lease.empty()) {
         // Only the session changes: one SET is atomic by itself and costs Redis a fraction of
         // a script run.
         auto reply = co_await impl_->command(Command(5, w.session->size() + w.user.size() + 32)
@@ -706,7 +722,8 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
             co_return reply.error();
         co_return engine::Ok{};
     }
-    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending) {
+    if (w.session && w.message_id.empty() && !w.consent && !w.clear_pending && !w.pending &&
+        w.hold_lease.empty()) {
         const std::string session_ttl = std::to_string(std::max<std::int64_t>(1, w.session_ttl_ms));
         std::string call = script_call(
             impl_->session_release_script,
@@ -744,7 +761,9 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::write(TurnWrite w) {
          consent,
          w.clear_pending ? "1" : "0",
          pending,
-         w.release_lease}
+         w.release_lease,
+         w.hold_lease,
+         std::to_string(impl_->options.lease_ttl.count())}
     );
     auto reply = co_await impl_->command(std::move(call), &impl_->write_script);
     if (!reply)

@@ -248,11 +248,25 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
     if (!batch)
         co_return json_error(400, "invalid_json", batch.error().message, rid);
     ++stats_.webhooks;
+
     // Every message is taken in hand before it is stored, so that the recovery loop, which may
     // read it from the inbox before this batch is scheduled, leaves it to us; one already in
     // hand is a concurrent redelivery of a message being received or processed. Then the
     // whole batch is stored in one step with the citizens' windows (one commit for the
     // webhook, and no redelivery can find a message stored without its window).
+    // Releases the wamids taken in hand unless they reached their turns: a store failure or an
+    // exception must not leave a message claimed (skipped by recovery, refused as a duplicate)
+    // until a restart.
+    struct Claims {
+        WhatsAppChannel& channel;
+        std::vector<std::string> wamids;
+
+        ~Claims() {
+            for (const std::string& w : wamids)
+                channel.release_inbox(w);
+        }
+    } claims{*this, {}};
+
     std::vector<Arrival> arrivals;
     for (const whatsapp::InboundMessage& m : batch->messages) {
         if (!m.is_input()) {
@@ -265,6 +279,7 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
             ++stats_.duplicates;
             continue;
         }
+        claims.wamids.push_back(m.id);
         InboxItem item{m.id, "wa:" + m.phone_number_id + ":" + m.citizen, encode_inbound(m), now()};
         const std::int64_t at = m.timestamp > 0 ? m.timestamp * 1000 : now();
         arrivals.push_back(Arrival{std::move(item), at});
@@ -273,11 +288,8 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
     fresh.reserve(arrivals.size());
     if (!arrivals.empty()) {
         auto added = co_await channel_.receive(arrivals);
-        if (!added) {
-            for (const Arrival& a : arrivals)
-                release_inbox(a.item.wamid);
+        if (!added)
             co_return store_unavailable(rid);
-        }
         for (std::size_t i = 0; i < arrivals.size(); ++i) {
             if (!(*added)[i]) {
                 release_inbox(arrivals[i].item.wamid);
@@ -290,6 +302,7 @@ asio::awaitable<ApiReply> WhatsAppChannel::receive(
     }
     // Stored: their turns may start now (a status below failing still leaves them to run).
     schedule(std::move(fresh));
+    claims.wamids.clear();  // in hand of their turns, or released above as duplicates
     for (const whatsapp::StatusUpdate& s : batch->statuses) {
         DeliveryStatus status;
         switch (s.kind) {
@@ -709,6 +722,7 @@ asio::awaitable<bool> WhatsAppChannel::send_one(const OutboxItem& item) {
         }
     }
     co_await pace(item);
+    bool dropped = false;
     {
         // Queued before the citizen's erasure and read by the sender before it (or erased
         // while this waited for its pace): the row is gone, and the message (a notification,
@@ -716,9 +730,15 @@ asio::awaitable<bool> WhatsAppChannel::send_one(const OutboxItem& item) {
         std::lock_guard lock(mutex_);
         if (auto e = erased_at_.find(item.key);
             e != erased_at_.end() && item.created_at <= e->second) {
-            ++stats_.dropped_erased;
-            co_return true;
+            dropped = true;
         }
+    }
+    if (dropped) {
+        // Its row is normally gone with the erasure; one stored just after it (queued before)
+        // is closed here, or every pass would read it again.
+        ++stats_.dropped_erased;
+        auto failed = co_await channel_.mark_failed(item.id, 0, "citizen erased: not sent", now());
+        co_return failed.has_value();
     }
     engine::BackendCall call{
         item.id, "whatsapp", "POST", "/" + item.phone_number_id + "/messages", item.body};

@@ -231,6 +231,11 @@ whatsapp: { send_timeout: 0s }
             errors_of("version: 1\nstore: { lease_ttl: 4s, command_timeout: 3s }\n")
                 .find("'command_timeout' must be at most half of 'lease_ttl'") != std::string::npos
         );
+        // The default command_timeout (3s) against a short lease_ttl alone.
+        CHECK(
+            errors_of("version: 1\nstore: { lease_ttl: 2s }\n")
+                .find("'command_timeout' must be at most half of 'lease_ttl'") != std::string::npos
+        );
         engine::Diagnostics diags;
         auto ok = server::parse_config(
             "civicflow.yaml", "version: 1\nstore: { lease_ttl: 10s, command_timeout: 5s }\n", diags

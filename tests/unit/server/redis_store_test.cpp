@@ -10,6 +10,8 @@
 
 #include "store_test_support.hpp"
 
+#include <hiredis/hiredis.h>
+
 namespace asio = boost::asio;
 using namespace civicflow;
 using civicflow::testing::run;
@@ -178,6 +180,39 @@ TEST_SUITE("server/redis_store") {
         CHECK_FALSE(now->response);
         CHECK_FALSE(*run(a->load_consent(user)));
         CHECK_FALSE(run(a->acquire_lease(user)));
+    }
+
+    // Writes within a turn (the pending call stored before a backend call) hold the lease
+    // too: refused when it no longer holds the token, and they extend it, so that a turn
+    // waiting on backend calls does not lose the citizen half-way.
+    TEST_CASE("a write within a turn applies only while the lease holds it, and extends it") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto a = f.open(50ms);
+        const std::string user = "919800000007";
+        auto held = run(a->acquire_and_load(user, ""));
+        REQUIRE(held);
+        server::TurnWrite w;
+        w.user = user;
+        w.session = R"({"v":1,"flow":"main","waiting":"call"})";
+        w.session_ttl_ms = 60'000;
+        w.pending = server::PendingCall{
+            "m1", engine::BackendCall{"c1", "status", "GET", "/status/A1", ""}, 1};
+        w.hold_lease = "not-the-token";
+        CHECK_FALSE(run(a->write(w)));
+        CHECK_FALSE(run(a->load(user, ""))->pending);
+        std::this_thread::sleep_for(1500ms);  // of the fixture's 5 s lease
+        w.hold_lease = held->lease.token;
+        REQUIRE(run(a->write(w)));
+        CHECK(run(a->load(user, ""))->pending == w.pending);
+        redisContext* c = redisConnect("127.0.0.1", f.redis.port());
+        REQUIRE((c != nullptr && c->err == 0));
+        auto* ttl = static_cast<redisReply*>(redisCommand(c, "PTTL cf:l:{%s}", user.c_str()));
+        REQUIRE(ttl != nullptr);
+        CHECK(ttl->integer > 4000);  // about 3,500 left had it not been extended
+        freeReplyObject(ttl);
+        redisFree(c);
     }
 
     // acquire_and_load() sends the lease's SET NX and the MGET together. When another instance

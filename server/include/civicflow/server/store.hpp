@@ -61,9 +61,14 @@ struct TurnWrite {
     std::optional<PendingCall> pending;  // set: a call is about to be sent
     bool clear_pending = false;          // the turn's pending call has completed
     // Non-empty: the citizen's lease with this token is released in the same step, once the
-    // write is stored (Redis: one script instead of two commands). Stores without leases
-    // ignore it. When the write fails, the lease is still held.
+    // write is stored (Redis: one script instead of two commands), and the write applies only
+    // while the lease still holds it. Stores without leases ignore it. When the write fails,
+    // the lease is still held (if it still was).
     std::string release_lease;
+    // Non-empty (a write within a turn, e.g. before a backend call): the write applies only
+    // while the citizen's lease holds this token, and extends the lease by its time to live,
+    // so that a turn waiting on backend calls keeps it. Stores without leases ignore it.
+    std::string hold_lease;
 };
 
 /// A per-citizen lease held while a turn runs (several instances on one Redis). Empty token:

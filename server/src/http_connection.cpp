@@ -281,7 +281,7 @@ asio::awaitable<HttpAnswer> route_request(ServerContext& ctx, HttpRequest req) {
                 reply = ApiReply{
                     404, encode_error("not_found", "the WhatsApp channel is not configured", rid)};
             } else if (method == http::verb::get) {
-                reply = ctx.whatsapp->verify(query_of(req.target()));
+                reply = ctx.whatsapp->verify(query_of(req.target()), rid);
             } else if (method == http::verb::post) {
                 std::string signature = header_of(req, "X-Hub-Signature-256");
                 reply = co_await ctx.whatsapp->receive(

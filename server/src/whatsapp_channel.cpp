@@ -214,14 +214,14 @@ void WhatsAppChannel::wake_sender() {
     asio::post(strand_, [this] { wake_.cancel(); });
 }
 
-ApiReply WhatsAppChannel::verify(std::string_view query) const {
+ApiReply WhatsAppChannel::verify(std::string_view query, const std::string& rid) const {
     const std::string mode = query_param(query, "hub.mode");
     const std::string token = query_param(query, "hub.verify_token");
     const std::string challenge = query_param(query, "hub.challenge");
     if (mode != "subscribe" || secrets_.verify_token.empty() ||
         !bearer_matches("Bearer " + token, secrets_.verify_token)) {
-        Logger::log(LogLevel::kWarn, {}, "webhook_verify_refused", "route=whatsapp");
-        return ApiReply{403, encode_error("forbidden", "verification refused", {})};
+        Logger::log(LogLevel::kWarn, rid, "webhook_verify_refused", "route=whatsapp");
+        return ApiReply{403, encode_error("forbidden", "verification refused", rid)};
     }
     ApiReply reply{200, challenge};
     reply.content_type = "text/plain";

@@ -198,11 +198,14 @@ TEST_SUITE("integration/whatsapp") {
         auto wrong = ct::request(
             s.port,
             "GET",
-            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1"
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=739184625"
         );
         REQUIRE(wrong);
         CHECK(wrong->status == 403);
-        CHECK(wrong->body.find("1\"") == std::string::npos);
+        CHECK(wrong->body.find("739184625") == std::string::npos);  // the challenge not echoed
+        // The error shape of every other route, with the request id of the header.
+        CHECK_FALSE(wrong->header("X-Request-Id").empty());
+        CHECK(ct::json_string(wrong->body, "request_id") == wrong->header("X-Request-Id"));
     }
 
     TEST_CASE("a signed text message is answered once through the Graph API, redeliveries not") {

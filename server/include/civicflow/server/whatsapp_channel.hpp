@@ -111,7 +111,7 @@ public:
 
     /// GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...
     /// 200 with exactly the challenge (text/plain) when the token matches, else 403.
-    ApiReply verify(std::string_view query) const;
+    ApiReply verify(std::string_view query, const std::string& rid) const;
 
     /// POST /webhooks/whatsapp: `signature` is the X-Hub-Signature-256 header ("" if absent).
     /// 401 for a missing or wrong signature, 400 for a signed body that is not a webhook, 503

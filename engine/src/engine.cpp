@@ -230,6 +230,8 @@ private:
     const Flow* current_flow() const { return flow_; }
 
     void locate();
+    // Whether what the session waits for is what its state asks (after locate()).
+    bool waiting_fits_state() const;
 
     const State* current_state() const;
     bool restore_position();
@@ -340,6 +342,24 @@ std::array<std::pair<std::string_view, std::string_view>, 3> TurnRunner::overlay
 
 const State* TurnRunner::current_state() const {
     return state_;
+}
+
+bool TurnRunner::waiting_fits_state() const {
+    const State* st = state_;
+    switch (out_.session.waiting) {
+        case Waiting::kMenu:
+            return st != nullptr && st->kind == StateKind::kMenu;
+        case Waiting::kAnswer:
+            return st != nullptr && st->kind == StateKind::kAsk && st->ask.has_value();
+        case Waiting::kText:
+            return st != nullptr && st->kind == StateKind::kFreeText;
+        case Waiting::kCallResult:
+            return st != nullptr && st->kind == StateKind::kCall && st->call.has_value();
+        default:
+            // Nothing, or a system menu (resume, language, erase) that re-prompts the state
+            // through its kind when done.
+            return true;
+    }
 }
 
 void TurnRunner::locate() {
@@ -1115,13 +1135,25 @@ Turn TurnRunner::run() {
                            ? in_.lang
                            : fs_.helpline.default_language;
     }
-    // A session whose flow or state vanished in a reload starts over.
+    // A session whose flow or state vanished (the server restarted with changed flows)
+    // starts over; so does one waiting for something its state no longer asks (a question
+    // that became a menu, a call that became a question): acting on it would read the state
+    // as what it was.
     locate();
     if (!session.flow.empty() && current_state() == nullptr) {
         event(
             "R502",
             "session was in '" + session.flow + "/" + session.state +
                 "', which the loaded flows no longer have; it was restarted",
+            {}
+        );
+        reset_conversation(true);
+    } else if (!waiting_fits_state()) {
+        event(
+            "R502",
+            "session waited for " + std::string(to_string(session.waiting)) + " in '" +
+                session.flow + "/" + session.state +
+                "', which the loaded flows no longer ask there; it was restarted",
             {}
         );
         reset_conversation(true);

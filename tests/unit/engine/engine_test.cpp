@@ -146,6 +146,41 @@ struct Chat {
 }  // namespace
 
 TEST_SUITE("engine/engine") {
+    // Flows changed between two messages of a citizen (a restart with edited flows): a
+    // session waiting for what its state no longer asks starts over (R502) instead of reading
+    // the state as what it was.
+    TEST_CASE("a session waiting for what its state no longer asks is restarted") {
+        const struct {
+            const char* state;
+            Waiting waiting;
+        } cases[] = {
+            {"menu", Waiting::kAnswer},      // a question that became a menu
+            {"ask_ref", Waiting::kMenu},     // a menu that became a question
+            {"ask_ref", Waiting::kText},     // free text that became a question
+            {"menu", Waiting::kCallResult},  // a call that became a menu
+            {"", Waiting::kMenu},            // no state at all (a damaged session)
+        };
+
+        for (const auto& k : cases) {
+            CAPTURE(k.state);
+            CAPTURE(to_string(k.waiting));
+            Chat c;
+            c.session.flow = *k.state != '\0' ? "main" : "";
+            c.session.state = k.state;
+            c.session.waiting = k.waiting;
+            c.session.pending_call = k.waiting == Waiting::kCallResult ? "main/lookup/1" : "";
+            c.session.last_active = kNow;
+            c.send("05-08-2024");
+            REQUIRE_FALSE(c.last.events.empty());
+            CHECK(c.last.events[0].code == "R502");
+            CHECK(c.session.flow == "main");
+            CHECK(c.session.state == "menu");
+            CHECK(c.session.waiting == Waiting::kMenu);
+            REQUIRE_FALSE(c.last.replies.empty());
+            CHECK(c.last.replies.back().kind == Reply::Kind::kMenu);
+        }
+    }
+
     TEST_CASE("a first message starts the entry flow with its menu in the default language") {
         Chat c;
         c.send("hello");

@@ -1173,6 +1173,10 @@ Turn TurnRunner::run() {
         }
     } else if (in_.kind == Input::Kind::kCallResult) {
         handle_call_result();
+    } else if (command && command != Command::kSkip) {
+        // A command is what the citizen asks for, even after being away (stop, delete my
+        // data, agent must never wait behind the resume question).
+        handle_command(*command);
     } else if (const Flow* flow = current_flow();
                flow != nullptr &&
                (s().waiting == Waiting::kMenu || s().waiting == Waiting::kAnswer ||
@@ -1181,8 +1185,6 @@ Turn TurnRunner::run() {
         // Away too long: offer to resume or start over; this message is not acted on.
         reply_system_menu("expired", kResumeOptions);
         s().waiting = Waiting::kResume;
-    } else if (command && command != Command::kSkip) {
-        handle_command(*command);
     } else {
         const Flow* cur = current_flow();
         const State* st = current_state();

@@ -32,7 +32,7 @@ struct DefaultCommand {
 };
 
 constexpr std::array<DefaultCommand, 9> kDefaultCommands{{
-    {Command::kMenu, "menu", {"menu", "main menu", "home"}},
+    {Command::kMenu, "menu", {"menu", "main menu", ""}},
     {Command::kHelp, "help", {"help", "", ""}},
     {Command::kBack, "back", {"back", "", ""}},
     {Command::kLanguage, "language", {"language", "change language", ""}},

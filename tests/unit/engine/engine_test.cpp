@@ -440,6 +440,20 @@ TEST_SUITE("engine/engine") {
         }
     }
 
+    // Stop, delete my data or agent from a citizen who was away must not wait behind the
+    // resume question: a command is acted on at once.
+    TEST_CASE("a command after the idle timeout is acted on, not met with the resume question") {
+        Chat c;
+        c.send("hi");
+        c.send("2");
+        c.now += 31 * kMinute;
+        c.send("STOP");
+        CHECK(c.text(0) == "You will get no more messages.");
+        REQUIRE(c.last.effects.size() == 1);
+        CHECK(c.last.effects[0].kind == Effect::Kind::kOptOut);
+        CHECK(c.session.opted_out);
+    }
+
     TEST_CASE("stop silences the citizen until start") {
         Chat c;
         c.send("hi");

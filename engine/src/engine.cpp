@@ -1001,7 +1001,17 @@ void TurnRunner::handle_answer(const Flow& flow, const State& st, std::string_vi
             go_target(flow, ask.then);
             return;
         }
-        reply_message("send_text");
+        if (wants_media && !ask.validators.empty()) {
+            // A location where a photo or document is asked for: the media validator says
+            // what to send (its own error, else invalid_media), not "send text".
+            const Validator& v = ask.validators.front();
+            if (!v.error.empty())
+                reply_text(v.error);
+            else
+                reply_message(validator_key(v.kind));
+        } else {
+            reply_message("send_text");
+        }
         prompt(flow, st);
         return;
     }

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <civicflow/engine/conversation_test.hpp>
+#include <civicflow/engine/diagnostic.hpp>
 #include <civicflow/engine/duration.hpp>
 #include <civicflow/engine/engine.hpp>
 #include <civicflow/engine/mock_backend.hpp>
@@ -147,6 +148,26 @@ private:
         );
     }
 
+    // Reports every key of `map` not in `allowed` ("did you mean" when one is close): a
+    // misspelt expectation (`replise:`) would otherwise check nothing and pass. Returns
+    // whether all keys were known.
+    bool known_keys(const Node& map, const std::vector<std::string>& allowed, int step) {
+        bool ok = true;
+        for (const auto& [key, value] : map.entries) {
+            if (std::find(allowed.begin(), allowed.end(), key.scalar) != allowed.end())
+                continue;
+            const std::string near = did_you_mean(key.scalar, allowed);
+            fail(
+                key,
+                step,
+                "unknown key " + quote(key.scalar) +
+                    (near.empty() ? "" : " (did you mean " + quote(near) + "?)")
+            );
+            ok = false;
+        }
+        return ok;
+    }
+
     std::vector<std::string> string_list(const Node& node) {
         std::vector<std::string> out;
         if (node.is_scalar()) {
@@ -201,6 +222,13 @@ void Runner::run_conversation(const Node& conv) {
         return;
     }
     run_.results.push_back(ConversationResult{file_, name->scalar, false, {}});
+    for (const ConversationResult& r : run_.results) {
+        if (&r != &run_.results.back() && r.file == file_ && r.name == name->scalar) {
+            fail(*name, 0, "a conversation of this name is already in this file");
+            break;
+        }
+    }
+    known_keys(conv, {"name", "steps", "lang", "profile_name", "start_time", "backend"}, 0);
     session_ = Session{};
     now_ = kDefaultStart;
     lang_.clear();
@@ -266,6 +294,7 @@ void Runner::check_replies(const Node& expected, const std::vector<Reply>& got, 
             fail(e, step, which + ": expected a text or a mapping");
             continue;
         }
+        known_keys(e, {"text", "contains", "menu", "media", "caption"}, step);
         if (const Node* v = e.find("text"); v && r.text != v->scalar) {
             fail(*v, step, which + ": expected text " + quote(v->scalar) + ", got " + describe(r));
         }
@@ -307,6 +336,27 @@ bool Runner::run_step(const Node& step, int number) {
         fail(step, number, "a step must be a mapping");
         return false;
     }
+    if (!known_keys(
+            step,
+            {"advance",
+             "send",
+             "choose",
+             "media",
+             "location",
+             "replies",
+             "reply_contains",
+             "no_reply",
+             "state",
+             "flow",
+             "waiting",
+             "lang",
+             "slots",
+             "effects",
+             "calls"},
+            number
+        )) {
+        return false;
+    }
     if (const Node* adv = step.find("advance")) {
         if (auto ms = parse_duration_ms(adv->scalar)) {
             now_ += *ms;
@@ -321,6 +371,8 @@ bool Runner::run_step(const Node& step, int number) {
     } else if (const Node* c = step.find("choose")) {
         input = Input::choice(c->scalar);
     } else if (const Node* m = step.find("media")) {
+        if (!known_keys(*m, {"id", "mime_type", "caption"}, number))
+            return false;
         input.kind = Input::Kind::kMedia;
         if (const Node* x = m->find("id"))
             input.media.id = x->scalar;

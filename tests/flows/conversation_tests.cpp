@@ -70,6 +70,50 @@ TEST_SUITE("flows/conversations") {
         run_and_check(root + "/flows", root + "/flows/tests", 60);
     }
 
+    // A misspelt expectation would check nothing and pass: unknown keys fail the conversation
+    // (with a suggestion), and so does a name used twice in one file.
+    TEST_CASE("unknown keys and repeated names in a test file fail, with a suggestion") {
+        const std::string root = CIVICFLOW_SOURCE_DIR;
+        const auto files = read_flow_dir(root + "/flows");
+        REQUIRE(files.has_value());
+        const LoadResult loaded = load_flows(*files);
+        REQUIRE(loaded.flows);
+        const SourceFile test{"typos.test.yaml", R"(conversations:
+  - name: typo in a step
+    steps:
+      - send: "hi"
+        replise: ["anything"]
+  - name: typo in a step
+    stepz: []
+    steps:
+      - send: "hi"
+  - name: typo in a reply
+    steps:
+      - send: "menu"
+        replies:
+          - { txt: "x" }
+          - { text: "y" }
+)"};
+        const ConversationRun run = run_conversation_tests(*loaded.flows, {test});
+        REQUIRE(run.results.size() == 3);
+        CHECK(run.passed() == 0);
+        auto has = [&](std::size_t i, const std::string& text) {
+            for (const auto& f : run.results[i].failures) {
+                if (f.find(text) != std::string::npos)
+                    return true;
+            }
+            return false;
+        };
+        CHECK(
+            has(0,
+                "typos.test.yaml:5:9: conversation 'typo in a step' step 1: unknown key "
+                "\"replise\" (did you mean \"replies\"?)")
+        );
+        CHECK(has(1, "a conversation of this name is already in this file"));
+        CHECK(has(1, "unknown key \"stepz\" (did you mean \"steps\"?)"));
+        CHECK(has(2, "unknown key \"txt\" (did you mean \"text\"?)"));
+    }
+
     TEST_CASE("every validator fails, gives up and succeeds as its conversation tests say") {
         const std::string root = CIVICFLOW_SOURCE_DIR;
         run_and_check(root + "/tests/flows/validators", root + "/tests/flows/validators/tests", 14);

@@ -567,7 +567,7 @@ std::size_t utf8_length(std::string_view text) {
     return count;
 }
 
-bool is_valid_utf8(std::string_view text) {
+std::size_t utf8_valid_prefix(std::string_view text) {
     const auto* p = reinterpret_cast<const unsigned char*>(text.data());
     const std::size_t n = text.size();
     std::size_t i = 0;
@@ -579,11 +579,15 @@ bool is_valid_utf8(std::string_view text) {
         char32_t cp = 0;
         const std::size_t len = decode(p + i, n - i, cp);
         if (len == 0) {
-            return false;
+            return i;
         }
         i += len;
     }
-    return true;
+    return n;
+}
+
+bool is_valid_utf8(std::string_view text) {
+    return utf8_valid_prefix(text) == text.size();
 }
 
 std::string to_lower(std::string_view text) {

@@ -5,6 +5,7 @@
 // enclosing node. Building the tree ourselves lets us keep duplicates (the checker reports
 // E104), expand aliases under a node budget, refuse cycles, and stop deep nesting early.
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 #include <new>
 #include <sstream>
@@ -16,6 +17,7 @@
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
 
+#include <civicflow/engine/text_normalize.hpp>
 #include <civicflow/engine/yaml_document.hpp>
 
 namespace civicflow::engine::yaml {
@@ -421,6 +423,25 @@ Document parse(
             SourceLocation{file, 0, 0},
             "file too large: more than " + std::to_string(limits.max_bytes) + " bytes",
             "split the flows into several files"
+        );
+        return doc;
+    }
+    if (const std::size_t valid = utf8_valid_prefix(text); valid < text.size()) {
+        // A file saved in another encoding (Windows-1252, UTF-16) would load with its texts
+        // garbled and be sent to citizens as invalid UTF-8.
+        const std::string_view before = text.substr(0, valid);
+        const std::size_t newline = before.rfind('\n');
+        const std::size_t from = newline == std::string_view::npos ? 0 : newline + 1;
+        const auto line = static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1;
+        const auto column = static_cast<int>(utf8_length(before.substr(from))) + 1;
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[valid]));
+        diags.error(
+            "E100",
+            SourceLocation{file, line, column},
+            std::string("the file is not UTF-8: byte ") + byte +
+                " cannot start or continue a character here",
+            "save the file with the UTF-8 encoding (in most editors: Save as, Encoding: UTF-8)"
         );
         return doc;
     }

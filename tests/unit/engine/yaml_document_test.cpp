@@ -47,6 +47,39 @@ std::string alias_bomb(int levels) {
 }  // namespace
 
 TEST_SUITE("engine/yaml_document") {
+    // A flow saved as Windows-1252 or UTF-16 would load with garbled texts and send invalid
+    // UTF-8 to citizens: refused, at the first byte that is not UTF-8.
+    TEST_CASE("a file that is not UTF-8 is refused at its first bad byte") {
+        Diagnostics diags;
+        const std::string text = "flow: main\ntitle: \"Fees \xE2\x80\x94 caf\x96\"\n";
+        const auto doc = yaml::parse("f.yaml", text, diags, {});
+        CHECK_FALSE(doc.root);
+        REQUIRE(diags.items().size() == 1);
+        const auto& d = diags.items()[0];
+        CHECK(d.code == "E100");
+        CHECK(d.location.line == 2);
+        CHECK(d.location.column == 19);  // after 18 characters, the dash one of them
+        CHECK(
+            d.message ==
+            "the file is not UTF-8: byte 0x96 cannot start or continue a character here"
+        );
+        Diagnostics utf16;
+        CHECK_FALSE(yaml::parse(
+                        "g.yaml",
+                        std::string(
+                            "\xFF\xFE"
+                            "f\0l\0",
+                            6
+                        ),
+                        utf16,
+                        {}
+        )
+                        .root);
+        REQUIRE(utf16.items().size() == 1);
+        CHECK(utf16.items()[0].location.line == 1);
+        CHECK(utf16.items()[0].location.column == 1);
+    }
+
     TEST_CASE("a mapping keeps keys in order with 1-based positions") {
         Diagnostics diags;
         const auto doc = yaml::parse("f.yaml", "a: 1\nb:\n  - x\n  - \"y\"\n", diags);

@@ -27,6 +27,10 @@ std::size_t utf8_length(std::string_view text);
 /// True when `text` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 
+/// How many bytes from the start of `text` are well-formed UTF-8 (text.size() when all are):
+/// the offset of the first byte that cannot start or continue a character there.
+std::size_t utf8_valid_prefix(std::string_view text);
+
 /// Simple lower-casing of ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic letters; every
 /// other character (and invalid bytes) is kept as is. Used by the template filter `lower`.
 std::string to_lower(std::string_view text);

@@ -230,6 +230,9 @@ private:
     const Flow* current_flow() const { return flow_; }
 
     void locate();
+    // The flow a new conversation starts in: the channel's (Input::entry_flow), else the
+    // helpline's entry.
+    const Flow* entry_flow() const;
     // Whether what the session waits for is what its state asks (after locate()).
     bool waiting_fits_state() const;
 
@@ -381,14 +384,18 @@ void TurnRunner::reset_conversation(bool keep_lang) {
     state_ = nullptr;
 }
 
+const Flow* TurnRunner::entry_flow() const {
+    const Flow* entry = in_.entry_flow.empty() ? nullptr : fs_.find_flow(in_.entry_flow);
+    if (entry == nullptr && fs_.helpline.entry_index >= 0 &&
+        static_cast<std::size_t>(fs_.helpline.entry_index) < fs_.flows.size()) {
+        entry = &fs_.flows[static_cast<std::size_t>(fs_.helpline.entry_index)];
+    }
+    return entry;
+}
+
 void TurnRunner::start_entry() {
     reset_conversation(true);
-    const Flow* entry = in_.entry_flow.empty() ? nullptr : fs_.find_flow(in_.entry_flow);
-    if (entry == nullptr)
-        entry = fs_.helpline.entry_index >= 0 &&
-                        static_cast<std::size_t>(fs_.helpline.entry_index) < fs_.flows.size()
-                    ? &fs_.flows[static_cast<std::size_t>(fs_.helpline.entry_index)]
-                    : nullptr;
+    const Flow* entry = entry_flow();
     if (entry == nullptr) {
         return;
     }
@@ -745,6 +752,22 @@ void TurnRunner::handle_command(Command command) {
                 const auto it = flow->state_index.find(target.state);
                 if (it == flow->state_index.end()) {
                     continue;
+                }
+                const bool on_stack =
+                    std::any_of(s().stack.begin(), s().stack.end(), [&](const Frame& f) {
+                        return f.flow == target.flow;
+                    });
+                const Flow* entry = entry_flow();
+                if (target.flow != s().flow && !on_stack &&
+                    (entry == nullptr || entry->name != target.flow)) {
+                    // Back into a sub-flow that has ended: its return frame went with it, so
+                    // it returns where the citizen is now (without one, its end would end the
+                    // whole conversation and the citizen would get no answer).
+                    if (s().stack.size() < kMaxStack)
+                        s().stack.push_back(Frame{s().flow, s().state});
+                    s().pending_call.clear();
+                    go(flow, it->second);
+                    return;
                 }
                 // Leaving a sub-flow backwards drops its return frame.
                 while (!s().stack.empty() && target.flow != s().flow &&

@@ -479,6 +479,63 @@ std::string ascii_digits(std::string_view text) {
     return out;
 }
 
+// Letters with a nukta that also exist as one code point (Devanagari ड़ U+095C and its kin,
+// Bengali, Gurmukhi, Oriya): the base letter, whose nukta follows. Keyboards produce either
+// form, and Unicode normalization itself decomposes most of them (composition exclusions), so
+// both spellings of "छोड़ें" must normalize alike. 0 when `cp` has no such decomposition.
+inline char32_t nukta_base(char32_t cp, char32_t& nukta) {
+    struct Pair {
+        char32_t composed;
+        char32_t base;
+    };
+
+    static constexpr Pair kDevanagari[] = {
+        {0x0929, 0x0928},
+        {0x0931, 0x0930},
+        {0x0934, 0x0933},
+        {0x0958, 0x0915},
+        {0x0959, 0x0916},
+        {0x095A, 0x0917},
+        {0x095B, 0x091C},
+        {0x095C, 0x0921},
+        {0x095D, 0x0922},
+        {0x095E, 0x092B},
+        {0x095F, 0x092F}};
+    static constexpr Pair kBengali[] = {{0x09DC, 0x09A1}, {0x09DD, 0x09A2}, {0x09DF, 0x09AF}};
+    static constexpr Pair kGurmukhi[] = {
+        {0x0A33, 0x0A32},
+        {0x0A36, 0x0A38},
+        {0x0A59, 0x0A16},
+        {0x0A5A, 0x0A17},
+        {0x0A5B, 0x0A1C},
+        {0x0A5E, 0x0A2B}};
+    static constexpr Pair kOriya[] = {{0x0B5C, 0x0B21}, {0x0B5D, 0x0B22}};
+    auto find = [cp](const auto& table) -> char32_t {
+        for (const Pair& p : table) {
+            if (p.composed == cp)
+                return p.base;
+        }
+        return 0;
+    };
+    if (cp >= 0x0929 && cp <= 0x095F) {
+        nukta = 0x093C;
+        return find(kDevanagari);
+    }
+    if (cp >= 0x09DC && cp <= 0x09DF) {
+        nukta = 0x09BC;
+        return find(kBengali);
+    }
+    if (cp >= 0x0A33 && cp <= 0x0A5E) {
+        nukta = 0x0A3C;
+        return find(kGurmukhi);
+    }
+    if (cp == 0x0B5C || cp == 0x0B5D) {
+        nukta = 0x0B3C;
+        return find(kOriya);
+    }
+    return 0;
+}
+
 std::string normalize(std::string_view text) {
     std::string out;
     out.reserve(text.size());
@@ -525,8 +582,12 @@ std::string normalize(std::string_view text) {
             out.push_back(' ');
         }
         pending_space = false;
+        char32_t nukta = 0;
         if (const char digit = indian_digit(cp); digit != 0) {
             out.push_back(digit);
+        } else if (const char32_t base = nukta_base(cp, nukta); base != 0) {
+            encode(base, out);
+            encode(nukta, out);
         } else {
             encode(lower_cp(cp, true), out);
         }

@@ -111,6 +111,21 @@ TEST_SUITE("engine/text_normalize") {
         CHECK(normalize("தமிழ் ௧௨") == "தமிழ் 12");
     }
 
+    // Keyboards type a nukta letter either as one code point or as the letter and its nukta:
+    // both spellings of a word must match.
+    TEST_CASE("normalize writes letters with a nukta as the letter and its nukta") {
+        const std::string decomposed = "\u091B\u094B\u0921\u093C\u0947\u0902";  // छोड़ें
+        const std::string composed = "\u091B\u094B\u095C\u0947\u0902";
+        CHECK(normalize(composed) == decomposed);
+        CHECK(normalize(decomposed) == decomposed);
+        CHECK(normalize("\u095B") == "\u091C\u093C");  // ज़
+        CHECK(normalize("\u0929") == "\u0928\u093C");  // ऩ
+        CHECK(normalize("\u09DF") == "\u09AF\u09BC");  // Bengali য়
+        CHECK(normalize("\u0A36") == "\u0A38\u0A3C");  // Gurmukhi ਸ਼
+        CHECK(normalize("\u0B5C") == "\u0B21\u0B3C");  // Oriya ଡ଼
+        CHECK(normalize("\u0915") == "\u0915");        // क stays
+    }
+
     TEST_CASE("normalize turns general punctuation into spaces and drops zero-width characters") {
         CHECK(normalize("fee\u2014cost") == "fee cost");     // em dash
         CHECK(normalize("\u201cquoted\u201d") == "quoted");  // curly quotes

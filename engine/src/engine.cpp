@@ -18,6 +18,36 @@ namespace {
 constexpr std::size_t kMaxHistory = 8;
 constexpr std::size_t kMaxStack = 8;
 
+// Names a citizen may type for a language besides the helpline's label and the code: the
+// English name and common native spellings of India's languages.
+std::vector<std::string_view> other_language_names(std::string_view code) {
+    struct Names {
+        std::string_view code;
+        std::vector<std::string_view> names;
+    };
+
+    static const std::vector<Names> kNames{
+        {"en", {"english", "angrezi", "अंग्रेज़ी", "अंग्रेजी"}},
+        {"hi", {"hindi", "हिंदी", "हिन्दी"}},
+        {"bn", {"bengali", "bangla", "বাংলা"}},
+        {"ta", {"tamil", "தமிழ்"}},
+        {"te", {"telugu", "తెలుగు"}},
+        {"mr", {"marathi", "मराठी"}},
+        {"gu", {"gujarati", "ગુજરાતી"}},
+        {"kn", {"kannada", "ಕನ್ನಡ"}},
+        {"ml", {"malayalam", "മലയാളം"}},
+        {"pa", {"punjabi", "ਪੰਜਾਬੀ"}},
+        {"or", {"odia", "oriya", "ଓଡ଼ିଆ"}},
+        {"as", {"assamese", "অসমীয়া"}},
+        {"ur", {"urdu", "اردو"}},
+    };
+    for (const Names& n : kNames) {
+        if (n.code == code)
+            return n.names;
+    }
+    return {};
+}
+
 std::string_view validator_key(Validator::Kind kind) {
     switch (kind) {
         case Validator::Kind::kPattern:
@@ -1120,6 +1150,9 @@ void TurnRunner::handle_language_choice(std::string_view norm) {
     std::vector<Choice> choices;
     for (const auto& [code, label] : options) {
         titles.push_back({normalize(label), normalize(code)});
+        // Citizens also type a language by its English name or a common spelling.
+        for (const std::string_view name : other_language_names(code))
+            titles.back().push_back(normalize(name));
     }
     for (std::size_t i = 0; i < options.size(); ++i) {
         choices.push_back(Choice{options[i].first, titles[i]});

@@ -352,6 +352,11 @@ inline CharClass classify(char32_t cp) {
     if (cp == 0xFEFF) {
         return CharClass::kDrop;  // byte-order mark / zero-width no-break space
     }
+    if ((cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0x20E3) {
+        // Variation selectors and the enclosing keycap: "3️⃣" is the digit 3 as an emoji, and
+        // phones offer it for menu numbers.
+        return CharClass::kDrop;
+    }
     if (cp == 0x1680 || cp == 0x3000 || cp == 0x3001 || cp == 0x3002) {
         return CharClass::kSpace;
     }

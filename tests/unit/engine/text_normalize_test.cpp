@@ -126,6 +126,11 @@ TEST_SUITE("engine/text_normalize") {
         CHECK(normalize("\u0915") == "\u0915");        // क stays
     }
 
+    TEST_CASE("normalize reads a keycap emoji as its digit") {
+        CHECK(normalize("3\uFE0F\u20E3") == "3");
+        CHECK(normalize("option 2\u20E3") == "option 2");
+    }
+
     TEST_CASE("normalize turns general punctuation into spaces and drops zero-width characters") {
         CHECK(normalize("fee\u2014cost") == "fee cost");     // em dash
         CHECK(normalize("\u201cquoted\u201d") == "quoted");  // curly quotes

@@ -1369,6 +1369,14 @@ void Reader::read_validators(
                 };
                 read_date("min", v.min_date, false);
                 read_date("max", v.max_date, true);
+                if (v.min_date && v.max_date && *v.min_date > *v.max_date) {
+                    error(
+                        "E109",
+                        arg,
+                        "'min' is after 'max' in " + date_what,
+                        "no date could pass: swap them"
+                    );
+                }
             } else if (auto flag = boolean(arg, "'date' of " + what); !flag || !*flag) {
                 ok = false;
             }

@@ -280,6 +280,26 @@ states:
         );
     }
 
+    TEST_CASE("a date validator whose min is after its max is refused, as an integer's is") {
+        const auto r = load({{"d/main.yaml", R"(version: 1
+flow: main
+title: Dates
+start: q
+states:
+  q:
+    ask: "Date?"
+    slot: d
+    validate: { date: { min: 01-01-2030, max: 01-01-2020 } }
+    then: q
+)"}});
+        CHECK_FALSE(r.flows);
+        CHECK(
+            report(r).find("d/main.yaml:9:23: error[E109]: 'min' is after 'max' in 'date' of") !=
+            std::string::npos
+        );
+        CHECK(report(r).find("hint: no date could pass: swap them") != std::string::npos);
+    }
+
     TEST_CASE("an undefined flow is not reported while another file hides its flow name") {
         const std::string main =
             "version: 1\nflow: main\ntitle: M\nstart: s\nstates:\n  s: { enter: sub }\n";

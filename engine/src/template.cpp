@@ -76,7 +76,8 @@ std::pair<std::size_t, std::size_t> trimmed(
 class Reporter {
 public:
     Reporter(std::string_view source, Diagnostics& diags, const SourceLocation& loc)
-        : one_line_(source.find('\n') == std::string_view::npos)
+        : source_(source)
+        , one_line_(source.find('\n') == std::string_view::npos)
         , diags_(diags)
         , loc_(loc) {}
 
@@ -88,11 +89,16 @@ public:
         std::string hint
     ) {
         SourceLocation at = loc_;
+        // Columns count characters (as the diagnostics' own do): Hindi text before the
+        // mistake takes three bytes a letter.
+        const std::size_t from = std::min(offset, source_.size());
+        const std::size_t width =
+            utf8_length(source_.substr(from, std::min(length, source_.size() - from)));
         if (one_line_ && at.column > 0) {
-            at.column += static_cast<int>(offset);
+            at.column += static_cast<int>(utf8_length(source_.substr(0, from)));
         }
         diags_.error(
-            code, at, std::move(message), std::move(hint), std::max(1, static_cast<int>(length))
+            code, at, std::move(message), std::move(hint), std::max(1, static_cast<int>(width))
         );
         failed_ = true;
     }
@@ -100,6 +106,7 @@ public:
     bool failed() const { return failed_; }
 
 private:
+    std::string_view source_;
     bool one_line_;
     bool failed_ = false;
     Diagnostics& diags_;

@@ -248,10 +248,10 @@ TEST_SUITE("engine/template") {
         CHECK(d.location.column == 10);
     }
 
-    TEST_CASE("the column advances by bytes after non-ascii text") {
-        // "नमस्ते " is 19 bytes.
+    TEST_CASE("the column advances by characters after non-ascii text") {
+        // "नमस्ते " is 7 characters (code points, as every diagnostic column counts), 19 bytes.
         const Diagnostic d = one_error("नमस्ते {{ x | nope }}");
-        CHECK(d.location.column == 10 + 19 + 7);
+        CHECK(d.location.column == 10 + 7 + 7);
     }
 
     TEST_CASE("filters are parsed with their kind and argument") {

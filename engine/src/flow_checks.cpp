@@ -148,6 +148,7 @@ private:
     void check_unreachable();
     void check_slots();
     void check_translations();
+    void warn_builtin_messages();
 
     std::string node_name(std::size_t n, bool qualified) const;
 
@@ -1210,6 +1211,33 @@ void Checker::check_slots() {
     }
 }
 
+void Checker::warn_builtin_messages() {
+    // The built-in texts of the engine's own messages are English: a helpline in other
+    // languages that leaves some out answers those citizens in English without saying so.
+    std::vector<std::string> others;
+    for (const std::string& lang : helpline_.languages) {
+        if (lang != "en")
+            others.push_back(quote(lang));
+    }
+    const std::vector<std::string>& left = helpline_info_.builtin_messages;
+    if (others.empty() || left.empty())
+        return;
+    constexpr std::size_t kMaxListed = 4;
+    std::string list;
+    for (std::size_t i = 0; i < left.size() && i < kMaxListed; ++i)
+        list += (i == 0 ? "" : ", ") + left[i];
+    if (left.size() > kMaxListed)
+        list += ", ...";
+    diags_.warning(
+        "W104",
+        helpline_info_.location,
+        std::to_string(left.size()) + " of the engine's messages (" + list +
+            ") keep their built-in English texts, so citizens in " + join(others) +
+            " get them in English",
+        "give them in 'messages', with a text per language"
+    );
+}
+
 void Checker::check_translations() {
     auto check = [&](const std::vector<TextUse>& uses,
                      const std::vector<std::string>& declared,
@@ -1269,6 +1297,7 @@ void Checker::check_translations() {
     }
     if (has_helpline_file_) {
         check(helpline_info_.texts, helpline_.languages, "helpline " + quote(helpline_.name));
+        warn_builtin_messages();
     }
 }
 

@@ -1833,6 +1833,10 @@ std::optional<ParsedHelpline> Reader::read_helpline(const Node& root) {
             }
         }
     }
+    for (const DefaultMessage& m : kDefaultMessages) {
+        if (h.message(m.key) == nullptr)
+            out.info.builtin_messages.emplace_back(m.key);
+    }
     apply_helpline_defaults(h);
     if (h.name.empty()) {
         return std::nullopt;

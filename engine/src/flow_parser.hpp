@@ -66,6 +66,8 @@ struct ParsedFlow {
 struct HelplineInfo {
     SourceLocation location;  // the `helpline:` name
     NameRef entry;
+    // The engine messages the file leaves out: they keep their built-in English texts.
+    std::vector<std::string> builtin_messages;
     std::vector<TextUse> texts;
     std::vector<TemplateRead> reads;
 };

@@ -126,7 +126,9 @@ TEST_SUITE("engine/loader") {
              {"d/main.yaml", kMain},
              {"d/grievance.yaml", kGrievance}}
         );
-        CHECK(report(r) == "");
+        // No error; the only warning is W104: the helpline gives one engine message of 27.
+        REQUIRE(r.diagnostics.items().size() == 1);
+        CHECK(r.diagnostics.items()[0].code == "W104");
         REQUIRE(r.flows);
         const FlowSet& set = *r.flows;
         CHECK(set.flows.size() == 2);
@@ -422,6 +424,12 @@ states:
             load({{"d/a.yaml", helpline}, {"d/b.yaml", helpline}, {"d/main.yaml", main}});
         CHECK(
             report(r) ==
+            "d/a.yaml:2:11: warning[W104]: 25 of the engine's messages (help, expired, resume, "
+            "restart, ...) keep their built-in English texts, so citizens in 'hi' get them in "
+            "English\n"
+            "    2 | helpline: h\n"
+            "      |           ^\n"
+            "  hint: give them in 'messages', with a text per language\n"
             "d/a.yaml:6:13: error[E404]: message 'fallback' is missing the 'hi' translation "
             "(helpline 'h' declares en, hi)\n"
             "    6 |   fallback: { en: \"Sorry {{ nme }}\" }\n"
@@ -436,7 +444,7 @@ states:
             "    2 | helpline: h\n"
             "      |           ^\n"
             "  hint: a flow directory has one helpline file; merge them\n"
-            "d/a.yaml: 2 errors, 0 warnings\n"
+            "d/a.yaml: 2 errors, 1 warning\n"
             "d/b.yaml: 1 error, 0 warnings\n"
         );
     }

@@ -68,6 +68,7 @@ std::string_view validator_key(Validator::Kind kind) {
     return "invalid_pattern";
 }
 
+// What a session at `state` waits for once the state has run.
 Waiting waiting_for(const State& state) {
     switch (state.kind) {
         case StateKind::kMenu:
@@ -76,6 +77,8 @@ Waiting waiting_for(const State& state) {
             return Waiting::kAnswer;
         case StateKind::kFreeText:
             return Waiting::kText;
+        case StateKind::kCall:
+            return Waiting::kCallResult;
         default:
             return Waiting::kNothing;
     }
@@ -378,16 +381,12 @@ const State* TurnRunner::current_state() const {
 }
 
 bool TurnRunner::waiting_fits_state() const {
-    const State* st = state_;
     switch (out_.session.waiting) {
         case Waiting::kMenu:
-            return st != nullptr && st->kind == StateKind::kMenu;
         case Waiting::kAnswer:
-            return st != nullptr && st->kind == StateKind::kAsk && st->ask.has_value();
         case Waiting::kText:
-            return st != nullptr && st->kind == StateKind::kFreeText;
         case Waiting::kCallResult:
-            return st != nullptr && st->kind == StateKind::kCall && st->call.has_value();
+            return state_ != nullptr && waiting_for(*state_) == out_.session.waiting;
         default:
             // Nothing, or a system menu (resume, language, erase) that re-prompts the state
             // through its kind when done.

@@ -253,14 +253,9 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::call_and_resu
         // The waiting session and the call are stored before the call goes out, so that a
         // crash between here and the result leaves a record to resume or fail, never a
         // citizen silently stuck or a POST sent twice.
-        TurnWrite pending;
-        pending.user = msg.user;
-        pending.session = engine::encode_session(turn.session);
-        pending.session_ttl_ms = session_ttl(turn.session);
+        TurnWrite pending = session_write(msg.user, turn.session, out);
         pending.pending = PendingCall{message_id, call_effect.call, now()};
         pending.hold_lease = out.lease;
-        if (out.consent)
-            pending.consent = out.consent;
         auto stored = co_await store_.write(std::move(pending));
         if (!stored)
             co_return stored.error();
@@ -358,13 +353,9 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
         // interrupted message's answer before this one runs, so a late retry of it is
         // answered from the store instead of running its input a second time. (This
         // message's answer carries the same replies too: its client may never retry.)
-        TurnWrite recovered;
-        recovered.user = req.user;
-        recovered.session = engine::encode_session(session);
-        recovered.session_ttl_ms = session_ttl(session);
+        TurnWrite recovered = session_write(req.user, session, out);
         recovered.message_id = p.message_id;
         recovered.response = encode_message_response(req.user, out.replies, session);
-        recovered.consent = out.consent;
         recovered.clear_pending = true;
         recovered.hold_lease = out.lease;
         auto stored = co_await store_.write(std::move(recovered));
@@ -436,21 +427,28 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     co_return reply;
 }
 
+TurnWrite MessageService::session_write(
+    const std::string& user, const engine::Session& session, const Outcome& out
+) const {
+    TurnWrite write;
+    write.user = user;
+    write.session = engine::encode_session(session);
+    write.session_ttl_ms = session_ttl(session);
+    write.consent = out.consent;
+    return write;
+}
+
 TurnWrite MessageService::turn_write(
     const ChannelMessage& req,
     const engine::Session& session,
     const std::string& response,
-    Outcome& out,
+    const Outcome& out,
     const Lease& lease
 ) const {
-    TurnWrite write;
-    write.user = req.user;
-    write.session = engine::encode_session(session);
-    write.session_ttl_ms = session_ttl(session);
+    TurnWrite write = session_write(req.user, session, out);
     write.message_id = req.message_id;
     if (!req.message_id.empty())
         write.response = response;
-    write.consent = std::move(out.consent);
     write.clear_pending = out.pending_written;
     write.release_lease = lease.token;
     return write;

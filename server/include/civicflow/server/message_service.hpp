@@ -178,12 +178,17 @@ private:
         std::string response,
         std::vector<engine::Reply> replies
     );
+    // What every store write of a turn carries: the citizen, the session with its time to
+    // live, and the consent the turn recorded; the caller adds the rest.
+    TurnWrite session_write(
+        const std::string& user, const engine::Session& session, const Outcome& out
+    ) const;
     // The store write of a finished message: session, response, consent, lease release.
     TurnWrite turn_write(
         const ChannelMessage& req,
         const engine::Session& session,
         const std::string& response,
-        Outcome& out,
+        const Outcome& out,
         const Lease& lease
     ) const;
 

@@ -490,26 +490,18 @@ std::string render_template(
 }
 
 std::optional<std::string> normalize_citizen(std::string_view id) {
-    const auto digit = [](char c) {
-        return c >= '0' && c <= '9';
-    };
-    if (!id.empty() && id.front() == '+') {
-        id.remove_prefix(1);
-        if (id.empty() || !std::all_of(id.begin(), id.end(), digit))
-            return std::nullopt;
+    if (is_phone_number(id)) {
+        if (id.front() == '+')
+            id.remove_prefix(1);
         return std::string(id);
     }
-    const auto id_char = [&](char c) {
-        return digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
-               c == '-' || c == '_';
-    };
     const auto letter = [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     };
-    const bool all_digits = !id.empty() && std::all_of(id.begin(), id.end(), digit);
-    const bool user_id =
-        std::all_of(id.begin(), id.end(), id_char) && std::any_of(id.begin(), id.end(), letter);
-    if (!all_digits && !user_id)
+    const auto id_char = [&](char c) {
+        return letter(c) || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+    };
+    if (!std::all_of(id.begin(), id.end(), id_char) || !std::any_of(id.begin(), id.end(), letter))
         return std::nullopt;
     return std::string(id);
 }

@@ -151,12 +151,34 @@ struct ChannelMemoryStore::Data {
     }
 
     void unqueue(OutboxEntry& e) { queued.erase(e.record.item.seq); }
+
+    // Stores an inbox item unless its wamid is known; true when it was new. Lock held.
+    bool add_inbound(InboxItem item) {
+        if (inbox.contains(item.wamid))
+            return false;
+        const std::int64_t seq = next_seq++;
+        unprocessed.emplace(seq, item.wamid);
+        const std::string wamid = item.wamid;
+        inbox.emplace(wamid, InboxEntry{std::move(item), seq, false});
+        return true;
+    }
+
+    // Moves a citizen's 24-hour window to `at` unless a later time is known. Lock held.
+    void touch_window(const std::string& key, std::int64_t at) {
+        auto [it, inserted] = window.try_emplace(key, at);
+        if (!inserted)
+            it->second = std::max(it->second, at);
+    }
 };
 
 namespace {
 
 engine::Error missing_ids() {
     return engine::Error{"store", "an outbox item needs an id and a citizen key"};
+}
+
+engine::Error missing_wamid() {
+    return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
 }
 
 }  // namespace
@@ -172,17 +194,11 @@ ChannelMemoryStore::~ChannelMemoryStore() = default;
 
 boost::asio::awaitable<engine::Result<bool>> ChannelMemoryStore::add_inbound(InboxItem item) {
     if (item.wamid.empty() || item.key.empty())
-        co_return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+        co_return missing_wamid();
     Data& d = *data_;
     std::lock_guard lock(d.mutex);
     d.maybe_sweep();
-    if (d.inbox.contains(item.wamid))
-        co_return false;
-    const std::int64_t seq = d.next_seq++;
-    d.unprocessed.emplace(seq, item.wamid);
-    const std::string wamid = item.wamid;
-    d.inbox.emplace(wamid, InboxEntry{std::move(item), seq, false});
-    co_return true;
+    co_return d.add_inbound(std::move(item));
 }
 
 boost::asio::awaitable<engine::Result<std::vector<bool>>> ChannelMemoryStore::receive(
@@ -190,7 +206,7 @@ boost::asio::awaitable<engine::Result<std::vector<bool>>> ChannelMemoryStore::re
 ) {
     for (const Arrival& a : arrivals) {
         if (a.item.wamid.empty() || a.item.key.empty())
-            co_return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+            co_return missing_wamid();
     }
     Data& d = *data_;
     std::lock_guard lock(d.mutex);
@@ -198,18 +214,8 @@ boost::asio::awaitable<engine::Result<std::vector<bool>>> ChannelMemoryStore::re
     std::vector<bool> fresh;
     fresh.reserve(arrivals.size());
     for (Arrival& a : arrivals) {
-        auto [window, first] = d.window.try_emplace(a.item.key, a.wrote_at);
-        if (!first)
-            window->second = std::max(window->second, a.wrote_at);
-        if (d.inbox.contains(a.item.wamid)) {
-            fresh.push_back(false);
-            continue;
-        }
-        const std::int64_t seq = d.next_seq++;
-        d.unprocessed.emplace(seq, a.item.wamid);
-        const std::string wamid = a.item.wamid;
-        d.inbox.emplace(wamid, InboxEntry{std::move(a.item), seq, false});
-        fresh.push_back(true);
+        d.touch_window(a.item.key, a.wrote_at);
+        fresh.push_back(d.add_inbound(std::move(a.item)));
     }
     co_return fresh;
 }
@@ -403,9 +409,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> ChannelMemoryStore::touch_inb
     Data& d = *data_;
     std::lock_guard lock(d.mutex);
     d.maybe_sweep();
-    auto [it, inserted] = d.window.try_emplace(std::move(key), at);
-    if (!inserted)
-        it->second = std::max(it->second, at);
+    d.touch_window(key, at);
     co_return engine::Ok{};
 }
 

@@ -105,6 +105,10 @@ engine::Error missing_ids() {
     return engine::Error{"store", "an outbox item needs an id and a citizen key"};
 }
 
+engine::Error missing_wamid() {
+    return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+}
+
 // A prepared statement, reset after each use.
 class Statement {
 public:
@@ -540,6 +544,25 @@ struct ChannelSqliteStore::Impl {
                    .exec() == SQLITE_DONE;
     }
 
+    // Stores an inbox item unless its wamid is known; true when it was new.
+    engine::Result<bool> insert_inbox(const InboxItem& item) {
+        if (st->inbox_insert.bind(1, item.wamid)
+                .bind(2, item.key)
+                .bind(3, item.payload)
+                .bind(4, item.received_at)
+                .exec() != SQLITE_DONE) {
+            return db_error(db, "cannot store an inbound message");
+        }
+        return sqlite3_changes(db) > 0;
+    }
+
+    // Moves a citizen's 24-hour window to `at` unless a later time is known.
+    engine::Result<engine::Ok> touch_window(const std::string& key, std::int64_t at) {
+        if (st->window_touch.bind(1, key).bind(2, at).exec() != SQLITE_DONE)
+            return db_error(db, "cannot record an inbound time");
+        return engine::Ok{};
+    }
+
     bool insert_outbox(const OutboxItem& item) {
         return st->outbox_insert.bind(1, item.id)
                    .bind(2, item.key)
@@ -629,15 +652,8 @@ asio::awaitable<engine::Result<bool>> ChannelSqliteStore::add_inbound(InboxItem 
         Kind::kWrite,
         [item = std::move(item)](Impl& d) -> engine::Result<bool> {
             if (item.wamid.empty() || item.key.empty())
-                return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
-            if (d.st->inbox_insert.bind(1, item.wamid)
-                    .bind(2, item.key)
-                    .bind(3, item.payload)
-                    .bind(4, item.received_at)
-                    .exec() != SQLITE_DONE) {
-                return db_error(d.db, "cannot store an inbound message");
-            }
-            return sqlite3_changes(d.db) > 0;
+                return missing_wamid();
+            return d.insert_inbox(item);
         }
     );
 }
@@ -651,24 +667,18 @@ asio::awaitable<engine::Result<std::vector<bool>>> ChannelSqliteStore::receive(
         [arrivals = std::move(arrivals)](Impl& d) -> engine::Result<std::vector<bool>> {
             for (const Arrival& a : arrivals) {
                 if (a.item.wamid.empty() || a.item.key.empty())
-                    return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
+                    return missing_wamid();
             }
             // One savepoint around the job: a failure undoes what it stored before.
             std::vector<bool> fresh;
             fresh.reserve(arrivals.size());
             for (const Arrival& a : arrivals) {
-                if (d.st->window_touch.bind(1, a.item.key).bind(2, a.wrote_at).exec() !=
-                    SQLITE_DONE) {
-                    return db_error(d.db, "cannot record an inbound time");
-                }
-                if (d.st->inbox_insert.bind(1, a.item.wamid)
-                        .bind(2, a.item.key)
-                        .bind(3, a.item.payload)
-                        .bind(4, a.item.received_at)
-                        .exec() != SQLITE_DONE) {
-                    return db_error(d.db, "cannot store an inbound message");
-                }
-                fresh.push_back(sqlite3_changes(d.db) > 0);
+                if (auto touched = d.touch_window(a.item.key, a.wrote_at); !touched)
+                    return touched.error();
+                auto added = d.insert_inbox(a.item);
+                if (!added)
+                    return added.error();
+                fresh.push_back(*added);
             }
             return fresh;
         }
@@ -934,9 +944,7 @@ asio::awaitable<engine::Result<engine::Ok>> ChannelSqliteStore::touch_inbound(
         *impl_,
         Kind::kWrite,
         [key = std::move(key), at](Impl& d) -> engine::Result<engine::Ok> {
-            if (d.st->window_touch.bind(1, key).bind(2, at).exec() != SQLITE_DONE)
-                return db_error(d.db, "cannot record an inbound time");
-            return engine::Ok{};
+            return d.touch_window(key, at);
         }
     );
 }

@@ -75,6 +75,13 @@ struct Fixture {
         return f.get();
     }
 
+    // Sends `body` while its backend call throws: the process dying with the call out.
+    void interrupt(std::string body) {
+        crash = true;
+        CHECK_THROWS_AS(send(std::move(body)), Crash);
+        crash = false;
+    }
+
     std::int64_t now = 1'700'000'000'000;
     server::MemoryStore store;
     std::unique_ptr<server::MessageService> service;
@@ -174,11 +181,9 @@ TEST_SUITE("server/message_service") {
     TEST_CASE("a pending get interrupted by a crash is resumed by the retry of its message") {
         Fixture f;
         f.send(R"({"user":"u","text":"hello"})");
-        f.crash = true;
-        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X","message_id":"m1"})"), Crash);
+        f.interrupt(R"({"user":"u","text":"X","message_id":"m1"})");
         REQUIRE(f.store.get("u", {}).pending);
         CHECK(f.store.get("u", {}).pending->message_id == "m1");
-        f.crash = false;
         auto retry = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
         CHECK(f.calls.size() == 2);
         CHECK(
@@ -198,9 +203,7 @@ TEST_SUITE("server/message_service") {
     TEST_CASE("a turn recovered by another message is stored as the interrupted message's") {
         Fixture f;
         f.send(R"({"user":"u","text":"hello"})");
-        f.crash = true;
-        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X","message_id":"m1"})"), Crash);
-        f.crash = false;
+        f.interrupt(R"({"user":"u","text":"X","message_id":"m1"})");
         f.result.body = R"({"stage":"Dispatched"})";
         auto other = f.send(R"({"user":"u","text":"Y","message_id":"m2"})");
         CHECK(
@@ -287,9 +290,7 @@ states:
         const std::string flow = with_post(kFlow);
         Fixture f(flow.c_str());
         f.send(R"({"user":"u","text":"hello"})");
-        f.crash = true;
-        CHECK_THROWS_AS(f.send(R"({"user":"u","text":"X"})"), Crash);
-        f.crash = false;
+        f.interrupt(R"({"user":"u","text":"X"})");
         auto next = f.send(R"({"user":"u","text":"Y"})");
         CHECK(
             f.calls ==

@@ -45,6 +45,11 @@ static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 constexpr int kSweepRows = 2000;      // per table per sweep: bounds the pause of the writer
 constexpr int kBusyTimeoutMs = 5000;  // how long a statement waits for a lock held elsewhere
 
+const engine::Error kSyncFailed{
+    "store",
+    "the disk failed to sync the database (see the log event store_sync_failed); writes are "
+    "refused until civicflow is restarted"};
+
 engine::Error db_error(sqlite3* db, const char* what) {
     // SQLite's messages name tables and constraints, never bound values.
     return engine::Error{"store", std::string(what) + ": " + sqlite3_errmsg(db)};
@@ -153,6 +158,8 @@ struct SqliteStore::Impl {
     std::thread sync_thread;
     int wal_fd = -1;
     std::atomic<std::uint64_t> syncs{0};
+    // Set for good by the first failed sync (see SqliteStore::open()).
+    std::atomic<bool> sync_failed{false};
 
     // Checkpoints. SQLite's automatic checkpoint runs inside the commit that crosses its
     // threshold, on the writer thread, holding every queued read and write behind it (tens of
@@ -322,11 +329,17 @@ struct SqliteStore::Impl {
         while (sync_queue.take(jobs, kAll, std::chrono::hours(1), false)) {
             if (jobs.empty())
                 continue;
-            if (!sync_wal()) {
-                const engine::Error e{"store", "cannot sync the write-ahead log to disk"};
-                Logger::log(LogLevel::kError, {}, "store_sync_failed", "store=sqlite");
+            if (sync_failed.load() || !sync_wal()) {
+                if (!sync_failed.exchange(true)) {
+                    Logger::log(
+                        LogLevel::kError,
+                        {},
+                        "store_sync_failed",
+                        "store=sqlite writes_refused=until_restart"
+                    );
+                }
                 for (auto& job : jobs)
-                    job->fail(e);
+                    job->fail(kSyncFailed);
             }
             detail::complete_all(jobs);
         }
@@ -352,7 +365,7 @@ struct SqliteStore::Impl {
                 return false;
         }
         syncs.fetch_add(1);
-        return ::fdatasync(wal_fd) == 0;
+        return (options.sync_file ? options.sync_file(wal_fd) : ::fdatasync(wal_fd)) == 0;
     }
 
     void run_batch(std::vector<std::unique_ptr<Job>>& batch) {
@@ -377,8 +390,9 @@ struct SqliteStore::Impl {
         // calls) once per transaction, so reads outside one would pay them each. A batch with
         // writes takes the write lock at once (BEGIN IMMEDIATE); reads only, a read snapshot.
         const bool in_tx = (any_write ? st.begin : st.begin_read).exec() == SQLITE_DONE;
-        const engine::Error no_tx =
-            in_tx ? engine::Error{} : db_error(db, "cannot begin a transaction");
+        engine::Error no_tx = in_tx ? engine::Error{} : db_error(db, "cannot begin a transaction");
+        if (sync_failed.load())
+            no_tx = kSyncFailed;
         // Reads before writes: the server never has a read and a write of one citizen in
         // flight together, so this order cannot change an answer, and every read sees only
         // committed data. They complete at once, before the writes run.
@@ -390,10 +404,11 @@ struct SqliteStore::Impl {
         }
         detail::complete_all(finished);
         std::vector<std::unique_ptr<Job>> written;
+        bool writable = in_tx && !sync_failed.load();
         for (auto& job : batch) {
             if (!job)
                 continue;
-            if (!in_tx) {
+            if (!writable) {
                 job->fail(no_tx);
                 finished.push_back(std::move(job));
                 continue;
@@ -403,6 +418,19 @@ struct SqliteStore::Impl {
                 st.release.exec();
                 checkpoint = checkpoint || job->checkpoint_after;
                 written.push_back(std::move(job));
+            } else if (sqlite3_get_autocommit(db) != 0) {
+                // The error (disk full, I/O error) made SQLite roll the whole transaction
+                // back: the batch's earlier writes went with it, and later ones would each
+                // commit on their own, outside the batch. All of them fail.
+                no_tx = db_error(db, "the transaction was rolled back");
+                writable = false;
+                finished.push_back(std::move(job));
+                for (auto& done : written) {
+                    done->fail(no_tx);
+                    finished.push_back(std::move(done));
+                }
+                written.clear();
+                cache->clear();
             } else {
                 st.rollback_to.exec();
                 st.release.exec();
@@ -410,6 +438,10 @@ struct SqliteStore::Impl {
             }
         }
         if (!in_tx) {
+            detail::complete_all(finished);
+            return;
+        }
+        if (!writable && sqlite3_get_autocommit(db) != 0) {
             detail::complete_all(finished);
             return;
         }
@@ -791,6 +823,8 @@ asio::awaitable<engine::Result<engine::Ok>> SqliteStore::ping() {
         Lane::kRead,
         false,
         [](Impl& d) -> engine::Result<engine::Ok> {
+            if (d.sync_failed.load())
+                return kSyncFailed;
             Statement& s = d.st.ping;
             const int rc = s.step();
             s.reset();

@@ -1,4 +1,5 @@
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "store_test_support.hpp"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 using namespace civicflow;
@@ -346,6 +348,51 @@ TEST_SUITE("server/sqlite_store") {
                                           "': the database has schema version 7, newer than "
                                           "this build's 1; refusing to open it"
         );
+    }
+
+    // After a failed fsync Linux may drop the unsynced pages and report the next fsync as a
+    // success: no write after it may be acknowledged as durable until the store is reopened.
+    TEST_CASE("a failed sync fails its writes and refuses every later write until reopened") {
+        Db db;
+        std::atomic<bool> disk_fails{false};
+        server::SqliteStore::Options options;
+        options.path = db.path;
+        options.sync_file = [&](int fd) {
+            if (disk_fails.load()) {
+                errno = EIO;
+                return -1;
+            }
+            return ::fdatasync(fd);
+        };
+        {
+            auto opened = server::SqliteStore::open(options);
+            REQUIRE(opened);
+            auto& store = **opened;
+            REQUIRE(run(store.write(turn("u1", "s1"))));
+            REQUIRE(run(store.ping()));
+
+            disk_fails = true;
+            auto failed = run(store.write(turn("u2", "s2")));
+            REQUIRE_FALSE(failed);
+            CHECK(failed.error().code == "store");
+            CHECK(failed.error().message.find("the disk failed to sync") != std::string::npos);
+
+            disk_fails = false;  // the next fsync would succeed: writes are still refused
+            auto refused = run(store.write(turn("u3", "s3")));
+            REQUIRE_FALSE(refused);
+            CHECK(
+                refused.error().message.find("until civicflow is restarted") != std::string::npos
+            );
+            CHECK_FALSE(run(store.ping()));
+            // Reads go on.
+            CHECK(run(store.load("u1", {}))->session == "s1");
+        }
+        auto reopened = server::SqliteStore::open(options);
+        REQUIRE(reopened);
+        CHECK(run((*reopened)->ping()));
+        CHECK(run((*reopened)->write(turn("u4", "s4"))));
+        CHECK(run((*reopened)->load("u1", {}))->session == "s1");
+        CHECK_FALSE(run((*reopened)->load("u3", {}))->session.has_value());
     }
 
     TEST_CASE("an unopenable path is a clear error") {

@@ -52,10 +52,18 @@ public:
         // so that their next message (without a message id) is loaded without a trip to the
         // writer thread; 0: none. About 0.4 KiB each (with a 230-byte session).
         std::size_t cache_entries = 50'000;
+        // How the WAL file is put on disk (durable stores): ::fdatasync unless set. Tests set
+        // it to fail, as a disk does; after a failure every write is refused (see open()).
+        std::function<int(int fd)> sync_file;
     };
 
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.
     /// Blocking: call at startup. Error code "store" with SQLite's reason.
+    ///
+    /// A failed sync of the WAL (a disk error) fails the writes it was to make durable, and
+    /// every write after it, and ping(), until the store is reopened: after such an error Linux
+    /// may have dropped the unsynced pages and report the next sync as a success, so no later
+    /// write could be acknowledged as durable. Reads go on.
     static engine::Result<std::unique_ptr<SqliteStore>> open(Options options, Clock clock = {});
 
     ~SqliteStore() override;

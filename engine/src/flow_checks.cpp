@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -58,8 +59,10 @@ std::string suggest(
     return label + ": " + join(shown) + (names.size() > kMaxNamesInHint ? ", ..." : "");
 }
 
-/// Where `{{ slot ... }}` is in a template: (code point offset, length in code points).
-std::optional<std::pair<int, int>> find_slot_read(std::string_view source, std::string_view slot) {
+/// Where `{{ slot ... }}` is in a template: (byte offset, length in code points).
+std::optional<std::pair<std::size_t, int>> find_slot_read(
+    std::string_view source, std::string_view slot
+) {
     std::size_t from = 0;
     while (true) {
         const std::size_t open = source.find("{{", from);
@@ -76,9 +79,8 @@ std::optional<std::pair<int, int>> find_slot_read(std::string_view source, std::
                               source[i + slot.size()] == '_'));
         const std::size_t close = source.find("}}", i);
         if (named && close != std::string_view::npos) {
-            return std::pair<int, int>{
-                static_cast<int>(utf8_length(source.substr(0, open))),
-                static_cast<int>(utf8_length(source.substr(open, close + 2 - open)))};
+            return std::pair<std::size_t, int>{
+                open, static_cast<int>(utf8_length(source.substr(open, close + 2 - open)))};
         }
         from = open + 2;
     }
@@ -250,8 +252,8 @@ void Checker::resolve_entry() {
             diags_.error(
                 "E103",
                 SourceLocation{in_.directory, 0, 0},
-                "no flows: missing a file with key 'flow'",
-                "a flow file starts with 'flow: NAME'"
+                "no flows: no .yaml or .yml file here has the key 'flow'",
+                "a flow file starts with 'flow: NAME'; check the directory given (--flows)"
             );
         }
         return;
@@ -1138,47 +1140,49 @@ void Checker::check_slots() {
         }
     }
 
-    auto report =
-        [&](const TemplateRead& read, const SlotSet& available, const std::string& message_tail) {
-            std::vector<std::string> have;  // built only when a read is reported
-            std::vector<std::string> reported;
-            for (const std::string& slot : read.slots) {
-                const auto it = ids.find(slot);
-                if ((it != ids.end() && available.has(it->second)) ||
-                    std::find(reported.begin(), reported.end(), slot) != reported.end()) {
-                    continue;
-                }
-                reported.push_back(slot);
-                std::string near;
-                if (have.empty() && may_search(universe)) {
-                    for (std::size_t i = 0; i < universe; ++i) {
-                        if (available.has(i)) {
-                            have.push_back(names[i]);
-                        }
+    auto report = [&](const TemplateRead& read,
+                      const SlotSet& available,
+                      const std::string& message_tail) {
+        std::vector<std::string> have;  // built only when a read is reported
+        std::vector<std::string> reported;
+        for (const std::string& slot : read.slots) {
+            const auto it = ids.find(slot);
+            if ((it != ids.end() && available.has(it->second)) ||
+                std::find(reported.begin(), reported.end(), slot) != reported.end()) {
+                continue;
+            }
+            reported.push_back(slot);
+            std::string near;
+            if (have.empty() && may_search(universe)) {
+                for (std::size_t i = 0; i < universe; ++i) {
+                    if (available.has(i)) {
+                        have.push_back(names[i]);
                     }
                 }
-                if (!have.empty() && may_search(have.size())) {
-                    near = did_you_mean(slot, have);
-                }
-                SourceLocation where = read.location;
-                int length = read.length;
-                if (const auto part = find_slot_read(read.source, slot);
-                    part && read.source_column > 0) {
-                    where.column = read.source_column + part->first;
+            }
+            if (!have.empty() && may_search(have.size())) {
+                near = did_you_mean(slot, have);
+            }
+            SourceLocation where = read.location;
+            int length = read.length;
+            if (const auto part = find_slot_read(read.source, slot)) {
+                if (const auto at = yaml::position_in(read.segments, read.source, part->first)) {
+                    std::tie(where.line, where.column) = *at;
                     length = part->second;
                 }
-                diags_.error(
-                    "E402",
-                    where,
-                    read.owner + " reads slot " + quote(slot) + ", which " + message_tail,
-                    near.empty() ? "set it before (set, an ask's slot, a call's save), or "
-                                   "write {{ " +
-                                       slot + " | default: \"...\" }}"
-                                 : "did you mean " + quote(near) + "?",
-                    length
-                );
             }
-        };
+            diags_.error(
+                "E402",
+                where,
+                read.owner + " reads slot " + quote(slot) + ", which " + message_tail,
+                near.empty() ? "set it before (set, an ask's slot, a call's save), or "
+                               "write {{ " +
+                                   slot + " | default: \"...\" }}"
+                             : "did you mean " + quote(near) + "?",
+                length
+            );
+        }
+    };
     SlotSet everywhere = builtins;
     for (std::size_t fi = 0; fi < flows; ++fi) {
         const ParsedFlow& pf = in_.flows[fi];

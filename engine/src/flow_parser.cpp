@@ -115,6 +115,36 @@ std::string quote(std::string_view s) {
     return "'" + std::string(s) + "'";
 }
 
+/// What E101 asks for: how to write a value of the expected kind where `found` is.
+enum class Shape { kMapping, kList, kText, kBoolean, kLocalizedText, kWords };
+
+std::string shape_hint(Shape expected, const Node& found) {
+    if (found.is_null()) {
+        return "give it a value after the ':' (or on the lines below it, indented), or remove "
+               "the key";
+    }
+    switch (expected) {
+        case Shape::kMapping:
+            return "write its keys on the lines below it, each 'key: value', indented by two "
+                   "more spaces";
+        case Shape::kList:
+            return "write one item per line below it, each starting with '- ', or "
+                   "[first, second] on one line";
+        case Shape::kText:
+            return "write one text after the ':'; quote it if it holds ': ' or starts with '-', "
+                   "'[' or '{'";
+        case Shape::kBoolean:
+            return "write true or false";
+        case Shape::kLocalizedText:
+            return "write one text, or one text per language on the lines below it "
+                   "(en: \"...\", hi: \"...\")";
+        case Shape::kWords:
+            return "write [word, other words] or '- word' lines, or one such list per language "
+                   "(en: [...], hi: [...])";
+    }
+    return {};
+}
+
 /// Parses a whole decimal integer (optional sign), nothing else.
 std::optional<std::int64_t> to_integer(std::string_view text) {
     if (!text.empty() && text[0] == '+') {
@@ -166,7 +196,12 @@ private:
         if (n.is_map()) {
             return true;
         }
-        error("E101", n, what + " must be a mapping, found " + n.kind_name());
+        error(
+            "E101",
+            n,
+            what + " must be a mapping, found " + n.kind_name(),
+            shape_hint(Shape::kMapping, n)
+        );
         return false;
     }
 
@@ -174,7 +209,9 @@ private:
         if (n.is_sequence()) {
             return true;
         }
-        error("E101", n, what + " must be a list, found " + n.kind_name());
+        error(
+            "E101", n, what + " must be a list, found " + n.kind_name(), shape_hint(Shape::kList, n)
+        );
         return false;
     }
 
@@ -183,7 +220,12 @@ private:
         if (n.is_scalar()) {
             return n.scalar;
         }
-        error("E101", n, what + " must be a text value, found " + n.kind_name());
+        error(
+            "E101",
+            n,
+            what + " must be a text value, found " + n.kind_name(),
+            shape_hint(Shape::kText, n)
+        );
         return std::nullopt;
     }
 
@@ -298,7 +340,12 @@ private:
             }
         }
         if (!n.is_scalar()) {
-            error("E101", n, what + " must be true or false, found " + n.kind_name());
+            error(
+                "E101",
+                n,
+                what + " must be true or false, found " + n.kind_name(),
+                shape_hint(Shape::kBoolean, n)
+            );
         } else {
             error("E109", n, what + " must be true or false, found " + quote(n.scalar));
         }
@@ -326,23 +373,20 @@ private:
     }
 
     TemplateRead make_read(const std::string& owner, const Template& tpl, const Node& n) const {
-        TemplateRead read{owner, tpl.required_slots(), loc(n), span(n), n.scalar, 0};
-        // Only when the value is written exactly as it reads (one line, no escapes) can a
-        // column inside it be computed.
-        if (n.scalar.find_first_of("\n\\") == std::string::npos) {
-            read.source_column = n.column + (n.quoted ? 1 : 0);
-        }
-        return read;
+        return TemplateRead{owner, tpl.required_slots(), loc(n), span(n), n.scalar, n.segments};
     }
 
     Template parse_template(const Node& n) {
-        // Template::parse advances the column into the source; a quoted value starts one
-        // column after its quote.
+        // Diagnostics go where the offending part was written (escapes, folded lines and
+        // block scalars included); failing that, Template::parse advances the column into a
+        // one-line source, and a quoted value starts one column after its quote.
         SourceLocation at = loc(n);
         if (n.quoted && at.column > 0) {
             ++at.column;
         }
-        return Template::parse(n.scalar, diags_, at);
+        return Template::parse(n.scalar, diags_, at, [&n](std::size_t offset) {
+            return yaml::position_in(n.segments, n.scalar, offset);
+        });
     }
 
     /// A template-valued scalar (`path:`, `set:` values, `url:`), recording what it reads.
@@ -395,7 +439,8 @@ private:
                         "E101",
                         value,
                         "the " + quote(key.scalar) + " text of " + what +
-                            " must be a text value, found " + value.kind_name()
+                            " must be a text value, found " + value.kind_name(),
+                        shape_hint(Shape::kText, value)
                     );
                     continue;
                 }
@@ -411,7 +456,8 @@ private:
                 "E101",
                 n,
                 what + " must be a text or a mapping of languages to texts, found " +
-                    (n.is_map() ? std::string("an empty mapping") : n.kind_name())
+                    (n.is_map() ? std::string("an empty mapping") : n.kind_name()),
+                shape_hint(Shape::kLocalizedText, n)
             );
             return {};
         }
@@ -483,7 +529,8 @@ private:
                 "E101",
                 n,
                 what + " must be a list of words or a mapping of languages to lists, found " +
-                    n.kind_name()
+                    n.kind_name(),
+                shape_hint(Shape::kWords, n)
             );
         }
         return terms;
@@ -604,7 +651,9 @@ ParsedFile Reader::read(const Node& root) {
         error(
             "E101",
             root,
-            "the top level of a flow file must be a mapping, found " + root.kind_name()
+            "the top level of a flow file must be a mapping, found " + root.kind_name(),
+            "start the file with 'flow: NAME' (or 'helpline: NAME') at the left margin, then "
+            "the flow's other keys"
         );
         out.unnamed_flow = true;
         return out;

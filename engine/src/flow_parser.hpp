@@ -20,8 +20,8 @@ struct TemplateRead {
     std::vector<std::string> slots;
     SourceLocation location;
     int length = 1;
-    std::string source;     // the template text
-    int source_column = 0;  // column of its first character when written on one line, else 0
+    std::string source;                       // the template text
+    std::vector<yaml::TextSegment> segments;  // where it was written (empty: unknown)
 };
 
 /// One citizen-visible text and the languages it is written in ("" = one text for all).

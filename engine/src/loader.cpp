@@ -51,10 +51,10 @@ std::string directory_of(const std::vector<SourceFile>& files) {
 
 }  // namespace
 
-LoadResult load_flows(const std::vector<SourceFile>& files) {
+LoadResult load_flows(const std::vector<SourceFile>& files, std::string_view directory) {
     LoadResult result;
     detail::CheckInput input;
-    input.directory = directory_of(files);
+    input.directory = directory.empty() ? directory_of(files) : std::string(directory);
     for (const SourceFile& file : files) {
         result.sources.put(file.path, file.contents);
         yaml::Document doc = yaml::parse(file.path, file.contents, result.diagnostics);

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <tuple>
 
 #include <civicflow/engine/template.hpp>
 #include <civicflow/engine/text_normalize.hpp>
@@ -75,11 +76,17 @@ std::pair<std::size_t, std::size_t> trimmed(
 /// the source sits on one line (a multi-line YAML scalar would need its own line mapping).
 class Reporter {
 public:
-    Reporter(std::string_view source, Diagnostics& diags, const SourceLocation& loc)
+    Reporter(
+        std::string_view source,
+        Diagnostics& diags,
+        const SourceLocation& loc,
+        const Template::Locate* locate
+    )
         : source_(source)
         , one_line_(source.find('\n') == std::string_view::npos)
         , diags_(diags)
-        , loc_(loc) {}
+        , loc_(loc)
+        , locate_(locate) {}
 
     void error(
         const char* code,
@@ -94,7 +101,13 @@ public:
         const std::size_t from = std::min(offset, source_.size());
         const std::size_t width =
             utf8_length(source_.substr(from, std::min(length, source_.size() - from)));
-        if (one_line_ && at.column > 0) {
+        std::optional<std::pair<int, int>> written;
+        if (locate_ != nullptr && *locate_) {
+            written = (*locate_)(from);
+        }
+        if (written) {
+            std::tie(at.line, at.column) = *written;
+        } else if (one_line_ && at.column > 0) {
             at.column += static_cast<int>(utf8_length(source_.substr(0, from)));
         }
         diags_.error(
@@ -111,6 +124,7 @@ private:
     bool failed_ = false;
     Diagnostics& diags_;
     const SourceLocation& loc_;
+    const Template::Locate* locate_;
 };
 
 /// Splits the expression source[begin, end) at '|' characters outside quotes.
@@ -324,9 +338,15 @@ bool has_default(const TemplatePart& part) {
 }  // namespace
 
 Template Template::parse(std::string_view source, Diagnostics& diags, const SourceLocation& loc) {
+    return parse(source, diags, loc, Locate{});
+}
+
+Template Template::parse(
+    std::string_view source, Diagnostics& diags, const SourceLocation& loc, const Locate& locate
+) {
     Template result;
     result.source_ = std::string(source);
-    Reporter report(source, diags, loc);
+    Reporter report(source, diags, loc, &locate);
     std::vector<TemplatePart> parts;
     auto add_literal = [&parts](std::string_view text, std::size_t offset) {
         if (text.empty()) {

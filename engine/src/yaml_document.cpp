@@ -45,7 +45,66 @@ std::string Node::kind_name() const {
     return "nothing";
 }
 
+std::optional<std::pair<int, int>> position_in(
+    const std::vector<TextSegment>& segments, std::string_view text, std::size_t offset
+) {
+    if (segments.empty()) {
+        return std::nullopt;
+    }
+    offset = std::min(offset, text.size());
+    auto it = std::upper_bound(
+        segments.begin(),
+        segments.end(),
+        offset,
+        [](std::size_t at, const TextSegment& segment) { return at < segment.offset; }
+    );
+    if (it != segments.begin()) {
+        --it;
+    }
+    const std::size_t from = std::min(it->offset, offset);
+    return std::pair<int, int>{
+        it->line, it->column + static_cast<int>(utf8_length(text.substr(from, offset - from)))};
+}
+
 namespace {
+
+/// A fix for a YAML reader message (yaml-cpp's texts, see yaml-cpp/exceptions.h): the reader
+/// stops where it gave up, so the hint says what to look for above that point.
+std::string syntax_hint(std::string_view message) {
+    const auto has = [&](std::string_view part) {
+        return message.find(part) != std::string_view::npos;
+    };
+    if (has("sequence flow")) {
+        return "close the '[' opened on this line or above with ']', or quote a text that holds "
+               "',', '[' or ']'";
+    }
+    if (has("map flow")) {
+        return "close the '{' opened on this line or above with '}', or quote a text that holds "
+               "',', '{' or '}'";
+    }
+    if (has("tab")) {
+        return "indent with spaces only: YAML does not allow tabs for indentation";
+    }
+    if (has("map value") || has("map key")) {
+        return "quote a text that holds ': ' (\"Timing: 10 to 5\"), and give keys at one level "
+               "the same indentation";
+    }
+    if (has("end of map") || has("end of sequence") || has("block entry")) {
+        return "give the keys (or '- ' items) of one mapping (or list) the same indentation";
+    }
+    if (has("EOF in scalar") || has("end of string")) {
+        return "close the quote opened on this line or above";
+    }
+    if (has("escape") || has("hex") || has("unicode")) {
+        return "in double quotes, write a backslash as \\\\, or use single quotes";
+    }
+    if (has("alias") || has("anchor")) {
+        return "define the anchor (&name) before its alias (*name), or quote a text that "
+               "starts with '*' or '&'";
+    }
+    return "look at this line and the ones above it: an unclosed bracket or quote, a tab, or a "
+           "key indented differently from its neighbours";
+}
 
 /// Thrown by the handler to stop yaml-cpp once a diagnostic has been recorded.
 struct Abort {};
@@ -72,7 +131,7 @@ public:
         const int line = mark.line + 1;
         // yaml-cpp strips a UTF-8 BOM before counting; positions then no longer match the text
         // and we fall back to the byte column.
-        const auto pos = static_cast<std::size_t>(std::max(mark.pos, 0));
+        const auto pos = static_cast<std::size_t>(std::max(mark.pos, 0)) + bom();
         const auto byte_column = static_cast<std::size_t>(mark.column);
         if (pos > text_.size() || byte_column > pos) {
             return {line, mark.column + 1};
@@ -94,12 +153,152 @@ public:
         return {line, column};
     }
 
+    std::string_view text() const { return text_; }
+
+    /// The bytes of a UTF-8 byte order mark, which yaml-cpp leaves out of its byte positions.
+    std::size_t bom() const { return text_.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0; }
+
 private:
     std::string_view text_;
     int cached_line_ = 0;
     std::size_t cached_pos_ = 0;
     int cached_column_ = 1;
 };
+
+/// Follows a scalar's text through its source, from its mark (byte `pos`, at line:column):
+/// quotes, escapes, folded lines and block indentation. Empty when the source cannot be
+/// followed (an explicit tag or anchor before the scalar, say): callers then fall back to
+/// the node's own position.
+std::vector<TextSegment> map_scalar(
+    std::string_view src, std::size_t p, int line, int column, std::string_view value
+) {
+    std::vector<TextSegment> out;
+    if (p >= src.size()) {
+        return out;
+    }
+    const auto advance = [&](std::size_t n) {
+        for (; n > 0 && p < src.size(); --n, ++p) {
+            if (src[p] == '\n') {
+                ++line;
+                column = 1;
+            } else if ((static_cast<unsigned char>(src[p]) & 0xC0U) != 0x80U) {
+                ++column;
+            }
+        }
+    };
+    const auto is_blank = [](char c) {
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    };
+    const char first = src[p];
+    const bool double_quoted = first == '"';
+    const bool single_quoted = first == '\'';
+    const bool block = first == '|' || first == '>';
+    std::size_t indent = 0;
+    if (double_quoted || single_quoted) {
+        advance(1);
+    } else if (block) {
+        const std::size_t header_end = src.find('\n', p);
+        if (header_end == std::string_view::npos) {
+            return out;
+        }
+        advance(header_end + 1 - p);
+        // The block's indentation: that of its first line with text.
+        std::size_t q = p;
+        while (q < src.size()) {
+            std::size_t spaces = 0;
+            while (q + spaces < src.size() && src[q + spaces] == ' ') {
+                ++spaces;
+            }
+            if (q + spaces < src.size() && src[q + spaces] != '\n' && src[q + spaces] != '\r') {
+                indent = spaces;
+                break;
+            }
+            const std::size_t next = src.find('\n', q);
+            if (next == std::string_view::npos) {
+                break;
+            }
+            q = next + 1;
+        }
+        for (std::size_t i = 0; i < indent && p < src.size() && src[p] == ' '; ++i) {
+            advance(1);
+        }
+    }
+    std::size_t d = 0;
+    bool fresh = true;  // the next character starts a segment
+    const auto mark = [&] {
+        if (fresh) {
+            out.push_back(TextSegment{d, line, column});
+            fresh = false;
+        }
+    };
+    while (d < value.size()) {
+        if (p >= src.size()) {
+            return {};
+        }
+        const char s = src[p];
+        const char v = value[d];
+        if (double_quoted && s == '\\') {
+            if (p + 1 >= src.size()) {
+                return {};
+            }
+            const char e = src[p + 1];
+            if (e == '\n' || e == '\r') {  // an escaped line break: nothing in the text
+                advance(e == '\r' && p + 2 < src.size() && src[p + 2] == '\n' ? 3 : 2);
+                while (p < src.size() && (src[p] == ' ' || src[p] == '\t')) {
+                    advance(1);
+                }
+                fresh = true;
+                continue;
+            }
+            mark();
+            advance(e == 'x' ? 4 : e == 'u' ? 6 : e == 'U' ? 10 : 2);
+            // One character of the text: its UTF-8 bytes.
+            const auto lead = static_cast<unsigned char>(v);
+            d += lead < 0x80U ? 1 : lead >= 0xF0U ? 4 : lead >= 0xE0U ? 3 : lead >= 0xC0U ? 2 : 1;
+            fresh = true;
+            continue;
+        }
+        if (single_quoted && s == '\'') {
+            if (p + 1 >= src.size() || src[p + 1] != '\'' || v != '\'') {
+                return {};
+            }
+            mark();
+            advance(2);
+            ++d;
+            fresh = true;
+            continue;
+        }
+        if (s == v && s != '\n') {
+            mark();
+            advance(1);
+            ++d;
+            continue;
+        }
+        if (block && s == '\n' && v == '\n') {
+            advance(1);
+            ++d;
+            for (std::size_t i = 0; i < indent && p < src.size() && src[p] == ' '; ++i) {
+                advance(1);
+            }
+            fresh = true;
+            continue;
+        }
+        if (is_blank(s)) {
+            // Source whitespace the text does not have as written: trailing spaces, line
+            // breaks folded into a space (or kept as '\n' for an empty line), indentation.
+            while (p < src.size() && is_blank(src[p])) {
+                advance(1);
+            }
+            while (d < value.size() && is_blank(value[d])) {
+                ++d;
+            }
+            fresh = true;
+            continue;
+        }
+        return {};
+    }
+    return out;
+}
 
 /// Builds the tree from parser events. Every limit is checked before memory is committed.
 class TreeBuilder : public YAML::EventHandler {
@@ -136,6 +335,15 @@ public:
     ) override {
         Node node = make(Kind::kScalar, mark);
         node.scalar = value;
+        if (mark.pos >= 0) {
+            node.segments = map_scalar(
+                positions_.text(),
+                static_cast<std::size_t>(mark.pos) + positions_.bom(),
+                node.line,
+                node.column,
+                value
+            );
+        }
         // yaml-cpp tags plain scalars "?" and quoted or block scalars "!"; an explicit tag
         // (!!str) also means "take this as text".
         node.quoted = tag != "?";
@@ -483,7 +691,9 @@ Document parse(
         return doc;
     } catch (const YAML::ParserException& e) {
         const auto [line, column] = positions.at(e.mark);
-        diags.error("E100", SourceLocation{file, line, column}, "invalid YAML: " + e.msg);
+        diags.error(
+            "E100", SourceLocation{file, line, column}, "invalid YAML: " + e.msg, syntax_hint(e.msg)
+        );
         return doc;
     } catch (const std::bad_alloc&) {
         diags.error(
@@ -494,7 +704,12 @@ Document parse(
         );
         return doc;
     } catch (const std::exception& e) {
-        diags.error("E100", SourceLocation{file, 0, 0}, std::string("invalid YAML: ") + e.what());
+        diags.error(
+            "E100",
+            SourceLocation{file, 0, 0},
+            std::string("invalid YAML: ") + e.what(),
+            syntax_hint(e.what())
+        );
         return doc;
     }
     if (diags.items().size() == before) {

@@ -1,11 +1,13 @@
 // Runs the civicflow binary the way a flow author does and checks output and exit status.
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -58,6 +60,18 @@ TEST_SUITE("cli") {
         CHECK(r.out.rfind("[\n  {\"file\": ", 0) == 0);
         CHECK(r.out.find("\"code\": \"E102\"") != std::string::npos);
         CHECK(run("check --format=json flows").out == "[]\n");
+    }
+
+    TEST_CASE("check of a directory without flows names that directory") {
+        namespace fs = std::filesystem;
+        const fs::path dir =
+            fs::temp_directory_path() / ("civicflow-no-flows-" + std::to_string(::getpid()));
+        fs::create_directories(dir);
+        const Run r = run("check '" + dir.string() + "'");
+        fs::remove_all(dir);
+        CHECK(r.status == 1);
+        CHECK(r.out.rfind(dir.string() + ": error[E103]: no flows: ", 0) == 0);
+        CHECK(r.out.find("check the directory given") != std::string::npos);
     }
 
     TEST_CASE("usage and I/O errors exit 2") {

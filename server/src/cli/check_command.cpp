@@ -44,7 +44,7 @@ int run_check(int argc, char** argv) {
         std::fprintf(stderr, "civicflow check: %s\n", files.error().message.c_str());
         return 2;
     }
-    engine::LoadResult result = engine::load_flows(*files);
+    engine::LoadResult result = engine::load_flows(*files, dir);
     result.diagnostics.sort();
     if (format == "json") {
         const std::string json = engine::format_json(result.diagnostics);

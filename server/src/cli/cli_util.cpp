@@ -71,7 +71,7 @@ std::optional<engine::LoadResult> load_dir(const std::string& dir, bool print_wa
         std::fprintf(stderr, "civicflow: %s\n", files.error().message.c_str());
         return std::nullopt;
     }
-    engine::LoadResult result = engine::load_flows(*files);
+    engine::LoadResult result = engine::load_flows(*files, dir);
     if (!result.flows || (print_warnings && !result.diagnostics.empty())) {
         result.diagnostics.sort();
         std::fputs(engine::format_text(result.diagnostics, result.sources).c_str(), stderr);

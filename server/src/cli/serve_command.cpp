@@ -326,7 +326,7 @@ int run_serve(int argc, char** argv) {
         std::fprintf(stderr, "civicflow serve: %s\n", files.error().message.c_str());
         return 2;
     }
-    engine::LoadResult loaded = engine::load_flows(*files);
+    engine::LoadResult loaded = engine::load_flows(*files, config.flows_dir);
     if (!loaded.diagnostics.empty()) {
         std::fputs(engine::format_text(loaded.diagnostics, loaded.sources).c_str(), stderr);
     }

@@ -276,6 +276,8 @@ states:
             "      |              ^\n"
             "  hint: states of flow 'b': s\n"
             "d/c.yaml:2:1: error[E100]: invalid YAML: end of sequence flow not found\n"
+            "  hint: close the '[' opened on this line or above with ']', or quote a text that "
+            "holds ',', '[' or ']'\n"
             "d/a.yaml: 1 error, 0 warnings\n"
             "d/b.yaml: 1 error, 0 warnings\n"
             "d/c.yaml: 1 error, 0 warnings\n"
@@ -446,6 +448,37 @@ states:
             "  hint: a flow directory has one helpline file; merge them\n"
             "d/a.yaml: 2 errors, 1 warning\n"
             "d/b.yaml: 1 error, 0 warnings\n"
+        );
+    }
+
+    TEST_CASE("template mistakes point inside escaped texts and block scalars") {
+        const auto r = load({{"d/main.yaml", R"(version: 1
+flow: main
+title: M
+start: a
+states:
+  a:
+    say: "Tab\there {{ nme }}"
+    goto: b
+  b:
+    say: |
+      Line one
+      Hello {{ name | shout }} and {{ nme2 }}
+    end: true
+)"}});
+        CHECK(
+            report(r) ==
+            "d/main.yaml:7:21: error[E402]: state 'a' reads slot 'nme', which no path from the "
+            "start of flow 'main' sets\n"
+            "    7 |     say: \"Tab\\there {{ nme }}\"\n"
+            "      |                     ^~~~~~~~~\n"
+            "  hint: set it before (set, an ask's slot, a call's save), or write {{ nme | "
+            "default: \"...\" }}\n"
+            "d/main.yaml:12:23: error[E403]: unknown filter 'shout' in template\n"
+            "   12 |       Hello {{ name | shout }} and {{ nme2 }}\n"
+            "      |                       ^~~~~\n"
+            "  hint: filters are url, upper, lower, date, default\n"
+            "d/main.yaml: 2 errors, 0 warnings\n"
         );
     }
 

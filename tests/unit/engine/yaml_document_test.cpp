@@ -170,6 +170,8 @@ TEST_SUITE("engine/yaml_document") {
             "f.yaml:2:2: error[E100]: invalid YAML: end of sequence flow not found\n"
             "    2 | b: 3\n"
             "      |  ^\n"
+            "  hint: close the '[' opened on this line or above with ']', or quote a text "
+            "that holds ',', '[' or ']'\n"
         );
     }
 
@@ -179,6 +181,8 @@ TEST_SUITE("engine/yaml_document") {
             "f.yaml:1:4: error[E100]: invalid YAML: the referenced anchor is not defined\n"
             "    1 | a: *nope\n"
             "      |    ^\n"
+            "  hint: define the anchor (&name) before its alias (*name), or quote a text that "
+            "starts with '*' or '&'\n"
         );
     }
 
@@ -330,5 +334,60 @@ TEST_SUITE("engine/yaml_document") {
         REQUIRE(diags.items().size() == 1);
         CHECK(diags.items()[0].code == "E108");
         CHECK(diags.items()[0].location.column == 400000);
+    }
+
+    // Template diagnostics point inside texts: each part of a scalar's text maps back to where
+    // it was written, through quotes, escapes, folded lines and block indentation.
+    TEST_CASE("a scalar's text maps back to where each part of it was written") {
+        struct Case {
+            const char* yaml;
+            int line;
+            int column;
+        };
+
+        // Each text holds "{{ x }}"; the position is that of its first brace.
+        const Case cases[] = {
+            {"a: plain {{ x }}\n", 1, 10},
+            {"a: \"Tab\\there {{ x }}\"\n", 1, 15},
+            {"a: 'it''s {{ x }}'\n", 1, 11},
+            {"a: \"\u0928\u092E\\u0938\u094D\u0924\u0947 {{ x }}\"\n", 1, 17},
+            {"a: \"\\u00e9t\\u00e9 {{ x }}\"\n", 1, 19},
+            {"a: one\n  two {{ x }}\n", 2, 7},
+            {"a: \"one   \n\n   two {{ x }}\"\n", 3, 8},
+            {"a: \"one \\\n   two {{ x }}\"\n", 2, 8},
+            {"a: |\n  one\n  two {{ x }}\n", 3, 7},
+            {"a: |-\n\n    one\n      two {{ x }}\n", 4, 11},
+            {"a: >\n  one\n  two {{ x }}\n", 3, 7},
+            {"\xEF\xBB\xBF"
+             "a: \"\\t {{ x }}\"\n",
+             1,
+             8},
+        };
+        for (const Case& c : cases) {
+            CAPTURE(c.yaml);
+            Diagnostics diags;
+            const auto doc = yaml::parse("f.yaml", c.yaml, diags);
+            REQUIRE(doc.root);
+            const yaml::Node* a = doc.root->find("a");
+            REQUIRE(a != nullptr);
+            const std::size_t brace = a->scalar.find("{{");
+            REQUIRE(brace != std::string::npos);
+            const auto at = yaml::position_in(a->segments, a->scalar, brace);
+            REQUIRE(at);
+            CHECK(at->first == c.line);
+            CHECK(at->second == c.column);
+            // The start of the text is where it was written too.
+            const auto start = yaml::position_in(a->segments, a->scalar, 0);
+            REQUIRE(start);
+            CHECK(start->first >= 1);
+        }
+    }
+
+    TEST_CASE("a byte order mark does not shift the columns of the first line") {
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", "\xEF\xBB\xBFkey: value\n", diags);
+        REQUIRE(doc.root);
+        CHECK(doc.root->entries.at(0).first.column == 1);
+        CHECK(doc.root->entries.at(0).second.column == 6);
     }
 }

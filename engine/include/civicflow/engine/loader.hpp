@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,7 +29,9 @@ struct LoadResult {
 
 /// Parses, validates (shape, version, graph, cross-file, matchers, templates, translations) and
 /// compiles `files`. All problems are reported in one run. Warnings do not prevent a FlowSet.
-LoadResult load_flows(const std::vector<SourceFile>& files);
+/// `directory` names the set in diagnostics about it as a whole (no flows, no entry flow); when
+/// empty, the directory of the first file (or "." for no files).
+LoadResult load_flows(const std::vector<SourceFile>& files, std::string_view directory = {});
 
 /// Reads every *.yaml / *.yml file directly in `dir` (sorted by name). I/O failures are an Error.
 Result<std::vector<SourceFile>> read_flow_dir(const std::string& dir);

@@ -1,10 +1,14 @@
 /// Text templates: "File {{ ref | upper }} updated {{ updated | date: \"DD Mon YYYY\" }}".
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <civicflow/engine/diagnostic.hpp>
@@ -44,6 +48,13 @@ public:
     /// are added to `diags` at `loc` (the column is advanced to the offending part when the
     /// source sits on one line). On error the template renders its source verbatim.
     static Template parse(std::string_view source, Diagnostics& diags, const SourceLocation& loc);
+    /// Where byte `offset` of a source was written ({line, column}), nullopt when unknown.
+    using Locate = std::function<std::optional<std::pair<int, int>>(std::size_t offset)>;
+    /// As parse(source, diags, loc), with each diagnostic placed by `locate` (a YAML scalar
+    /// with escapes, folded lines or block indentation: see yaml::TextSegment), else at `loc`.
+    static Template parse(
+        std::string_view source, Diagnostics& diags, const SourceLocation& loc, const Locate& locate
+    );
     /// Parses a template known to be valid (built-in messages); invalid input renders verbatim.
     static Template literal(std::string_view source);
 

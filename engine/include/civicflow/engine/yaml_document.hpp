@@ -16,6 +16,23 @@ namespace civicflow::engine::yaml {
 
 enum class Kind { kNull, kScalar, kSequence, kMap };
 
+/// Where part of a scalar's text was written. A text differs from its source where it has
+/// escapes ("\t"), lines folded into one, or the indentation of a block scalar ('|', '>'):
+/// from byte `offset` of the text on, the text runs as written from line:column, up to the
+/// next segment.
+struct TextSegment {
+    std::size_t offset = 0;
+    int line = 0;    // 1-based
+    int column = 0;  // 1-based, in characters
+    bool operator==(const TextSegment&) const = default;
+};
+
+/// {line, column} of byte `offset` of `text`, given its segments; nullopt when they are empty
+/// (the source could not be followed).
+std::optional<std::pair<int, int>> position_in(
+    const std::vector<TextSegment>& segments, std::string_view text, std::size_t offset
+);
+
 /// One node. Map entries keep authoring order and duplicates (the checker reports E104).
 /// `quoted` is true for single- or double-quoted scalars ("yes" stays text, never a bool).
 struct Node {
@@ -24,7 +41,8 @@ struct Node {
     int column = 0;  // 1-based
     std::string scalar;
     bool quoted = false;
-    std::vector<Node> items;                     // kSequence
+    std::vector<TextSegment> segments;  // scalars: where `scalar` was written; empty: unknown
+    std::vector<Node> items;            // kSequence
     std::vector<std::pair<Node, Node>> entries;  // kMap: key node, value node
 
     bool is_null() const { return kind == Kind::kNull; }

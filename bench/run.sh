@@ -15,7 +15,10 @@
 #      the systems interleaved within a round, the ceiling right after civicflow's in-memory pass;
 #   3. open loop: civicflow_bench_loadgen at 1,000 and 10,000 messages/s (64 connections,
 #      latency from each request's due time; the client busy-polls on the load core so its own
-#      wake-ups are not counted), --runs rounds;
+#      wake-ups are not counted), --runs rounds; besides the systems above, a civicflow with
+#      `busy_poll: 2ms` (its I/O thread polls instead of sleeping between requests), and in each
+#      round civicflow_bench_wake_probe: how late a thread sleeping on core 0 wakes up, the
+#      floor under the open-loop latency of any server that sleeps;
 #   4. memory: fresh servers, VmRSS before, between and after two halves of --forms citizens
 #      each opening the birth certificate form ("hi", "2"); the peer runs with --expose-gc and
 #      is fully collected before each reading.
@@ -70,14 +73,15 @@ if [ "$do_build" = 1 ]; then
     log "building (Release)"
     cmake --preset release >/dev/null
     cmake --build --preset release --target civicflow civicflow_bench_ceiling \
-        civicflow_bench_loadgen civicflow_status_backend
+        civicflow_bench_loadgen civicflow_bench_wake_probe civicflow_status_backend
 fi
 build="$(cd "$BUILD_DIR" && pwd)"
 civicflow="$build/server/civicflow"
 ceiling="$build/bench/civicflow_bench_ceiling"
 loadgen="$build/bench/civicflow_bench_loadgen"
+wake_probe="$build/bench/civicflow_bench_wake_probe"
 backend="$build/examples/civicflow_status_backend"
-for bin in "$civicflow" "$ceiling" "$loadgen" "$backend"; do
+for bin in "$civicflow" "$ceiling" "$loadgen" "$wake_probe" "$backend"; do
     [ -x "$bin" ] || { echo "run.sh: $bin not built" >&2; exit 2; }
 done
 log "npm ci (bench/peers/botkit)"
@@ -222,10 +226,11 @@ wait_listening() {  # file pid
 pids+=($!)
 wait_listening "$tmp/backend.out" $! || { echo "run.sh: status backend did not start" >&2; exit 1; }
 
-config() {  # store-yaml -> config file
+config() {  # store-yaml [busy-poll] -> config file
     local f="$tmp/civicflow-$RANDOM.yaml"
     cat > "$f" <<YAML
 version: 1
+busy_poll: ${2:-0ms}
 log: { level: warn, access: false }
 limits: { max_connections: 10000 }
 store: $1
@@ -236,8 +241,8 @@ backends:
 YAML
     echo "$f"
 }
-start_civicflow() {  # name port store-yaml -> pid in $started
-    taskset -c 0 "$civicflow" serve --config "$(config "$3")" --flows "$FLOWS" \
+start_civicflow() {  # name port store-yaml [busy-poll] -> pid in $started
+    taskset -c 0 "$civicflow" serve --config "$(config "$3" "${4:-}")" --flows "$FLOWS" \
         --listen "127.0.0.1:$2" --threads 1 > "$tmp/$1.out" 2> "$tmp/$1.err" &
     started=$!
     pids+=("$started")
@@ -288,7 +293,13 @@ for s in "${systems[@]}"; do
     [[ "$s" == civicflow-memory || "$s" == ceiling ]] || ordered+=("$s")
 done
 systems=("${ordered[@]}")
-for s in "${systems[@]}"; do url[$s]="http://127.0.0.1:${port[$s]}/v1/messages"; done
+# Open loop only: the in-memory server polling instead of sleeping between requests. Idle, it
+# sleeps too (it polls for 2 ms after its last event), so it does not disturb the other passes.
+start_civicflow civicflow-poll 18084 "{ type: memory }" 2ms || { cat "$tmp/civicflow-poll.err" >&2; exit 1; }
+port[civicflow-poll]=18084 pid[civicflow-poll]=$started
+rate_systems=(civicflow-memory civicflow-poll)
+for s in "${systems[@]}"; do [ "$s" = civicflow-memory ] || rate_systems+=("$s"); done
+for s in "${rate_systems[@]}"; do url[$s]="http://127.0.0.1:${port[$s]}/v1/messages"; done
 url[ceiling]="http://127.0.0.1:18081/"
 
 wrk_env() {  # system -> env assignments for mix.lua
@@ -329,8 +340,12 @@ done
 
 # ---- 3. open loop at fixed rates ----
 want rate && for r in $(seq "$runs"); do
+    measure wakeup probe "$r" "${pid[civicflow-memory]}" "$wake_probe" --cpu 0 --count 10000
+    f="$(grep '^mode=wake' <<< "$pass_out" || true)"
+    record wakeup probe "$r" "" "$(field "$f" p50_us)" "$(field "$f" p99_us)" \
+        "$(field "$f" p999_us)" "$(field "$f" max_us)" "$(field "$f" count)" "period_us=$(field "$f" period_us)"
     for rate in "${rates[@]}"; do
-        for s in "${systems[@]}"; do
+        for s in "${rate_systems[@]}"; do
             measure "$s" "rate$rate" "$r" "${pid[$s]}" "$loadgen" rate --port "${port[$s]}" \
                 --rate "$rate" --duration "$duration" --drain 5 --connections 64 \
                 --prefix "o$r-$rate-@A"
@@ -409,7 +424,8 @@ def extra(system, key):
     for r in rows:
         if r["system"] == system and r["pass"] == "memory":
             return dict(kv.split("=", 1) for kv in r["extra"].split(",") if "=" in kv).get(key)
-names = {"civicflow-memory": "civicflow (in-memory store)", "civicflow-sqlite": "civicflow (SQLite store)",
+names = {"civicflow-memory": "civicflow (in-memory store)", "civicflow-poll": "civicflow (in-memory, busy_poll 2ms)",
+         "civicflow-sqlite": "civicflow (SQLite store)",
          "botkit": "Botkit 4.15 peer", "ceiling": "ceiling (minimal Beast, fixed JSON)"}
 mem = {"civicflow-memory": "mem-civicflow", "civicflow-sqlite": "mem-civicflow-sqlite", "botkit": "mem-botkit"}
 systems = [s for s in names if any(r["system"] == s for r in rows)]
@@ -424,7 +440,7 @@ L.append(f"Throughput and latency: wrk -t{os.environ.get('WRK_THREADS', '1')} -c
 L.append("")
 L.append("| system | req/s | p50 | p99 | p99.9 | max | CPU us/req | memory per open form (marginal) |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-for s in systems:
+for s in [s for s in systems if s != "civicflow-poll"]:
     b = extra(mem[s], "bytes_per_form") if s in mem else None
     m = extra(mem[s], "marginal_bytes_per_form") if s in mem else None
     L.append(f"| {names[s]} | {f(med(s,'wrk','rps'))} | {ms(med(s,'wrk','p50_us'))} | {ms(med(s,'wrk','p99_us'))} | "
@@ -441,6 +457,13 @@ for rate in ("rate1000", "rate10000"):
               for r in rows if r["system"] == s and r["pass"] == rate and r["extra"]]
         L.append(f"| {names[s]} | {f(med(s,rate,'rps'))} | {ms(med(s,rate,'p50_us'))} | {ms(med(s,rate,'p99_us'))} | "
                  f"{ms(med(s,rate,'p999_us'))} | {ms(med(s,rate,'max_us'))} | {f(med(s,rate,'cpu_us_per_req'),1)} | {max(un) if un else '-'} |")
+wake = [r for r in rows if r["system"] == "wakeup" and r["pass"] == "probe"]
+if wake:
+    L.append("")
+    L.append(f"Wake-up of core 0 (civicflow_bench_wake_probe: a thread sleeping to a deadline every 1 ms, 10,000 times; "
+             f"how late it ran, ms, median of {len(wake)} runs): p50 {ms(med('wakeup','probe','p50_us'))}, "
+             f"p99 {ms(med('wakeup','probe','p99_us'))}, p99.9 {ms(med('wakeup','probe','p999_us'))}, "
+             f"max {ms(med('wakeup','probe','max_us'))}. A server that sleeps between requests pays this on top of its own time.")
 # Ratios per round (same round), then their median.
 def per_round(a, b, key, p="wrk", inv=False):
     vals = []
@@ -465,6 +488,8 @@ goal("CPU per request: peer / civicflow >= 25 (capacity of one core)", per_round
 goal("CPU per request: ceiling / civicflow >= 0.65", per_round(c, "ceiling", "cpu_us_per_req", inv=True), lambda v: v >= 0.65)
 p99 = med(c, "rate1000", "p99_us")
 goal("p99 at 1,000 messages/s open loop < 1 ms", None if p99 is None else p99 / 1000, lambda v: v < 1, "{:.3f} ms")
+p99 = med("civicflow-poll", "rate1000", "p99_us")
+goal("p99 at 1,000 messages/s open loop < 1 ms, with busy_poll: 2ms", None if p99 is None else p99 / 1000, lambda v: v < 1, "{:.3f} ms")
 mc, mp = extra("mem-civicflow", "bytes_per_form"), extra("mem-botkit", "bytes_per_form")
 goal("memory per open form (average): peer / civicflow >= 10", None if not (mc and mp and float(mc) > 0) else float(mp) / float(mc), lambda v: v >= 10, "{:.1f}")
 mc, mp = extra("mem-civicflow", "marginal_bytes_per_form"), extra("mem-botkit", "marginal_bytes_per_form")

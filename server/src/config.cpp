@@ -583,6 +583,7 @@ std::optional<ServerConfig> parse_config(
          "flows",
          "listen",
          "threads",
+         "busy_poll",
          "shutdown_timeout",
          "log",
          "limits",
@@ -627,6 +628,8 @@ std::optional<ServerConfig> parse_config(
     }
     if (const Node* n = root.find("threads"))
         r.read_number(*n, "threads", 0, 256, config.threads);
+    if (const Node* n = root.find("busy_poll"))
+        r.read_duration(*n, "busy_poll", config.busy_poll);
     if (const Node* n = root.find("shutdown_timeout")) {
         r.read_duration(*n, "shutdown_timeout", config.shutdown_timeout);
     }

@@ -66,7 +66,8 @@ std::string default_config(
     std::uint16_t backend_port,
     const std::string& extra_limits = {},
     const std::string& breaker = "{ failures: 50, pause: 1s }",
-    int retries = 1
+    int retries = 1,
+    const std::string& extra = {}
 ) {
     const std::string url = "http://127.0.0.1:" + std::to_string(backend_port);
     std::string backend =
@@ -84,7 +85,7 @@ std::string default_config(
            " }\n"
            "backends:\n"
            "  status: " +
-           backend + "\n  certificates: " + backend + "\n  grievances: " + backend + "\n";
+           backend + "\n  certificates: " + backend + "\n  grievances: " + backend + "\n" + extra;
 }
 
 struct Server {
@@ -131,11 +132,12 @@ struct Harness {
     explicit Harness(
         const std::string& extra_limits = {},
         const std::string& breaker = "{ failures: 50, pause: 1s }",
-        int retries = 1
+        int retries = 1,
+        const std::string& extra_config = {}
     )
         : dir(ct::make_temp_dir())
         , backend(dir)
-        , server(dir, default_config(backend.port, extra_limits, breaker, retries)) {}
+        , server(dir, default_config(backend.port, extra_limits, breaker, retries, extra_config)) {}
 
     // Sends a text message and returns the response body (REQUIREs a 200).
     std::string say(const std::string& user, const std::string& text) {
@@ -763,6 +765,18 @@ TEST_SUITE("integration/server") {
         CHECK(in_flight->status == 200);
         CHECK(first_text(in_flight->body).rfind("Application DL1234567890123", 0) == 0);
         CHECK(in_flight->header("Connection") == "close");
+        CHECK(h.server.proc.wait_exit(milliseconds(5000)) == 0);
+        CHECK(h.server.log().find("event=stopped drained=true") != std::string::npos);
+    }
+
+    // busy_poll replaces the I/O threads' io_context::run() with a loop of its own: it must
+    // still run backend calls to completion and stop when the server drains.
+    TEST_CASE("with busy_poll the server answers, completes backend calls and drains on SIGTERM") {
+        Harness h({}, "{ failures: 50, pause: 1s }", 1, "busy_poll: 2ms\n");
+        const std::string u = "citizen-busy-poll";
+        to_ask_ref(h, u);
+        CHECK(first_text(h.say(u, "DL1234567890123")).rfind("Application DL1234567890123", 0) == 0);
+        h.server.proc.send_signal(SIGTERM);
         CHECK(h.server.proc.wait_exit(milliseconds(5000)) == 0);
         CHECK(h.server.log().find("event=stopped drained=true") != std::string::npos);
     }

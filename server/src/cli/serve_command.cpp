@@ -228,6 +228,29 @@ void check_backends(const engine::FlowSet& flows, const server::BackendClient& c
     }
 }
 
+// Runs the handlers of `ioc` on this thread until it stops. With `spin` above zero the thread
+// polls for that long after its last handler before it sleeps in epoll_wait (config
+// `busy_poll`): on a VM a halted virtual CPU may take over a millisecond to wake up for the
+// next request.
+void run_io(asio::io_context& ioc, std::chrono::nanoseconds spin) {
+    if (spin.count() <= 0) {
+        ioc.run();
+        return;
+    }
+    auto last = std::chrono::steady_clock::now();
+    while (!ioc.stopped()) {
+        if (ioc.poll() > 0) {
+            last = std::chrono::steady_clock::now();
+            continue;
+        }
+        if (std::chrono::steady_clock::now() - last < spin)
+            continue;
+        if (ioc.run_one() == 0)
+            break;
+        last = std::chrono::steady_clock::now();
+    }
+}
+
 }  // namespace
 
 int run_serve(int argc, char** argv) {
@@ -478,9 +501,10 @@ int run_serve(int argc, char** argv) {
     );
 
     std::vector<std::thread> threads;
+    const auto spin = std::chrono::duration_cast<std::chrono::nanoseconds>(config.busy_poll);
     for (int i = 1; i < config.threads; ++i)
-        threads.emplace_back([&ioc] { ioc.run(); });
-    ioc.run();
+        threads.emplace_back([&ioc, spin] { run_io(ioc, spin); });
+    run_io(ioc, spin);
     for (auto& t : threads)
         t.join();
     if (!drained) {

@@ -30,6 +30,7 @@ TEST_SUITE("server/config") {
 flows: my-flows
 listen: 0.0.0.0:9000
 threads: 3
+busy_poll: 2ms
 shutdown_timeout: 15s
 log: { level: warn, access: true }
 limits: { body_bytes: 2048, header_bytes: 4096, read_timeout: 5s, idle_timeout: 1m,
@@ -55,6 +56,7 @@ backends:
         CHECK(c->listen_host == "0.0.0.0");
         CHECK(c->listen_port == 9000);
         CHECK(c->threads == 3);
+        CHECK(c->busy_poll == 2ms);
         CHECK(c->shutdown_timeout == 15s);
         CHECK(c->log_level == "warn");
         CHECK(c->access_log);

@@ -132,6 +132,7 @@ struct WhatsAppConfig {
 ///   flows: flows/
 ///   listen: 127.0.0.1:8080
 ///   threads: 2
+///   busy_poll: 0ms
 ///   shutdown_timeout: 10s
 ///   log: { level: info, access: false }
 struct ServerConfig {
@@ -139,6 +140,10 @@ struct ServerConfig {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 8080;
     int threads = 0;  // 0: the number of cores
+    // How long an I/O thread keeps polling for work before it sleeps; 0: it sleeps at once.
+    // Polling keeps a virtual CPU from halting, whose wake-up can take a millisecond or more
+    // on a VM; it costs up to one core per thread while the server is idle.
+    Millis busy_poll{0};
     Millis shutdown_timeout{10'000};
     std::string log_level = "info";
     bool access_log = false;

@@ -395,6 +395,76 @@ TEST_SUITE("server/sqlite_store") {
         CHECK_FALSE(run((*reopened)->load("u3", {}))->session.has_value());
     }
 
+    // A real full disk: a small tmpfs, filled by another file. Needs the right to mount (root
+    // with CAP_SYS_ADMIN, as on the CI machine); elsewhere the case says so and checks nothing.
+    TEST_CASE("a full disk fails a batch's writes whole, and writing resumes once space returns") {
+        const std::string dir = temp_dir();
+        if (::system(("mount -t tmpfs -o size=1m tmpfs '" + dir + "' 2>/dev/null").c_str()) != 0) {
+            MESSAGE("cannot mount a tmpfs here (not root?): the full-disk case did not run");
+            std::filesystem::remove(dir);
+            return;
+        }
+
+        struct Unmount {
+            std::string dir;
+
+            ~Unmount() {
+                if (::system(("umount '" + dir + "'").c_str()) == 0)
+                    std::filesystem::remove(dir);
+            }
+        } unmount{dir};
+
+        Db db(dir + "/civicflow.db");
+        {
+            auto store = db.open();
+            REQUIRE(run(store->write(turn("before", "s0"))));
+            // Fill what is left of the disk.
+            const std::string filler = dir + "/filler";
+            {
+                std::ofstream out(filler, std::ios::binary);
+                const std::string block(4096, 'x');
+                while (out.write(block.data(), static_cast<std::streamsize>(block.size())))
+                    out.flush();
+            }
+            // Several writes queued together: one batch, one commit that cannot be written.
+            const std::string big(64 * 1024, 's');
+            asio::io_context ioc;
+            std::atomic<int> failed{0};
+            std::atomic<int> stored{0};
+            for (int i = 0; i < 8; ++i) {
+                asio::co_spawn(
+                    ioc,
+                    [&, i]() -> asio::awaitable<void> {
+                        auto r = co_await store->write(turn("full" + std::to_string(i), big));
+                        if (r) {
+                            ++stored;
+                        } else {
+                            CHECK(r.error().code == "store");
+                            ++failed;
+                        }
+                    },
+                    asio::detached
+                );
+            }
+            ioc.run();
+            CHECK(failed.load() == 8);
+            CHECK(stored.load() == 0);
+            // Nothing of the failed batch is there, half or whole; what was there stays.
+            for (int i = 0; i < 8; ++i)
+                CHECK_FALSE(run(store->load("full" + std::to_string(i), {}))->session.has_value());
+            CHECK(run(store->load("before", {}))->session == "s0");
+
+            std::filesystem::remove(filler);
+            REQUIRE(run(store->write(turn("after", big))));
+            CHECK(run(store->load("after", {}))->session == big);
+        }
+        // And all of it is there after a reopen.
+        auto store = db.open();
+        CHECK(run(store->load("before", {}))->session == "s0");
+        CHECK(run(store->load("after", {}))->session.has_value());
+        CHECK_FALSE(run(store->load("full0", {}))->session.has_value());
+    }
+
     TEST_CASE("an unopenable path is a clear error") {
         server::SqliteStore::Options options;
         options.path = "/nonexistent-dir/x/civicflow.db";

@@ -324,7 +324,7 @@ public:
     void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
         Node node = make(Kind::kNull, mark);
         count_nodes(1, mark, false);
-        complete(std::move(node), anchor, 1, 0);
+        complete(std::move(node), anchor, 1, 0, 0);
     }
 
     void OnScalar(
@@ -348,7 +348,8 @@ public:
         // (!!str) also means "take this as text".
         node.quoted = tag != "?";
         count_nodes(1, mark, false);
-        complete(std::move(node), anchor, 1, 0);
+        const std::size_t bytes = node.scalar.size() + node.segments.size() * sizeof(TextSegment);
+        complete(std::move(node), anchor, 1, 0, bytes);
     }
 
     void OnSequenceStart(
@@ -395,17 +396,30 @@ public:
             fail_depth(mark);
         }
         count_nodes(stored.size, mark, true);
+        // Texts are copied too: a 1 MB text repeated by 3,000 aliases took 3 GB.
+        if (stored.bytes > limits_.max_alias_bytes ||
+            alias_bytes_ > limits_.max_alias_bytes - stored.bytes) {
+            fail(
+                "E107",
+                mark,
+                "alias expansion too large: aliases would copy more than " +
+                    std::to_string(limits_.max_alias_bytes) + " bytes of text",
+                "repeat less text through aliases"
+            );
+        }
+        alias_bytes_ += stored.bytes;
         Node copy = stored.node;
         relocate(copy, positions_.at(mark));
-        complete(std::move(copy), 0, stored.size, stored.height);
+        complete(std::move(copy), 0, stored.size, stored.height, stored.bytes);
     }
 
 private:
     struct Frame {
         Node node;
         YAML::anchor_t anchor = 0;
-        std::size_t size = 1;  // nodes in the subtree, this one included
-        int height = 1;        // levels of maps and lists, this one included
+        std::size_t size = 1;   // nodes in the subtree, this one included
+        int height = 1;         // levels of maps and lists, this one included
+        std::size_t bytes = 0;  // text held in the subtree (scalars and their segments)
         std::optional<Node> pending_key;
         std::size_t key_size = 0;
         int key_height = 0;
@@ -415,6 +429,7 @@ private:
         Node node;
         std::size_t size = 0;
         int height = 0;
+        std::size_t bytes = 0;
     };
 
     Node make(Kind kind, const YAML::Mark& mark) {
@@ -513,17 +528,19 @@ private:
             value.column = frame.pending_key->column;
             frame.node.entries.emplace_back(std::move(*frame.pending_key), std::move(value));
         }
-        complete(std::move(frame.node), frame.anchor, frame.size, frame.height);
+        complete(std::move(frame.node), frame.anchor, frame.size, frame.height, frame.bytes);
     }
 
-    void complete(Node node, YAML::anchor_t anchor, std::size_t size, int height) {
+    void complete(
+        Node node, YAML::anchor_t anchor, std::size_t size, int height, std::size_t bytes
+    ) {
         if (anchor != 0) {
             if (node.kind != Kind::kMap && node.kind != Kind::kSequence) {
                 remember_anchor_name(anchor);
             }
             // The stored copy is memory too: it counts against the same budget.
             count_nodes(size, std::pair<int, int>{node.line, node.column}, true);
-            anchors_[anchor] = Stored{node, size, height};
+            anchors_[anchor] = Stored{node, size, height, bytes};
         }
         if (stack_.empty()) {
             if (!root_) {
@@ -533,6 +550,7 @@ private:
         }
         Frame& parent = stack_.back();
         parent.size += size;
+        parent.bytes += bytes;
         if (parent.node.kind == Kind::kSequence) {
             parent.height = std::max(parent.height, height + 1);
             parent.node.items.push_back(std::move(node));
@@ -569,6 +587,7 @@ private:
     std::unordered_map<YAML::anchor_t, std::string> anchor_names_;
     std::string pending_anchor_name_;
     std::size_t nodes_ = 0;
+    std::size_t alias_bytes_ = 0;  // text copied by alias expansion so far
     std::optional<Node> root_;
 };
 

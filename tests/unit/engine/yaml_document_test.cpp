@@ -233,6 +233,34 @@ TEST_SUITE("engine/yaml_document") {
         );
     }
 
+    TEST_CASE("aliases cannot copy more text than the budget") {
+        // A 1 MB text repeated by 3,000 aliases took 3 GB of memory: few nodes, much text.
+        const std::string text =
+            "a: &a \"" + std::string(1'000'000, 'x') + "\"\nb: [" + repeat("*a, ", 2999) + "*a]\n";
+        Diagnostics diags;
+        const auto doc = yaml::parse("f.yaml", text, diags);
+        CHECK_FALSE(doc.root);
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].code == "E107");
+        CHECK(
+            diags.items()[0].message ==
+            "alias expansion too large: aliases would copy more than 16777216 bytes of text"
+        );
+        CHECK(diags.items()[0].location.line == 2);
+        // Within the budget, aliases of text work as before.
+        yaml::Limits limits;
+        limits.max_alias_bytes = 30;
+        CHECK(errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a]\n", limits).empty());
+        CHECK(
+            errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a, *a]\n", limits) ==
+            "f.yaml:2:17: error[E107]: alias expansion too large: aliases would copy more "
+            "than 30 bytes of text\n"
+            "    2 | b: [*a, *a, *a, *a]\n"
+            "      |                 ^\n"
+            "  hint: repeat less text through aliases\n"
+        );
+    }
+
     TEST_CASE("aliases cannot build nesting deeper than the limit") {
         yaml::Limits limits;
         limits.max_depth = 3;

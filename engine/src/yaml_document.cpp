@@ -166,9 +166,8 @@ private:
 };
 
 /// Follows a scalar's text through its source, from its mark (byte `pos`, at line:column):
-/// quotes, escapes, folded lines and block indentation. Empty when the source cannot be
-/// followed (an explicit tag or anchor before the scalar, say): callers then fall back to
-/// the node's own position.
+/// an anchor or tag before it, quotes, escapes, folded lines and block indentation. Empty when
+/// the source cannot be followed: callers then fall back to the node's own position.
 std::vector<TextSegment> map_scalar(
     std::string_view src, std::size_t p, int line, int column, std::string_view value
 ) {
@@ -189,6 +188,18 @@ std::vector<TextSegment> map_scalar(
     const auto is_blank = [](char c) {
         return c == ' ' || c == '\t' || c == '\r' || c == '\n';
     };
+    // An anchor (&name) or a tag (!!str) before the text.
+    while (p < src.size() && (src[p] == '&' || src[p] == '!')) {
+        while (p < src.size() && !is_blank(src[p])) {
+            advance(1);
+        }
+        while (p < src.size() && is_blank(src[p])) {
+            advance(1);
+        }
+    }
+    if (p >= src.size()) {
+        return out;
+    }
     const char first = src[p];
     const bool double_quoted = first == '"';
     const bool single_quoted = first == '\'';

@@ -249,15 +249,18 @@ TEST_SUITE("engine/yaml_document") {
         CHECK(diags.items()[0].location.line == 2);
         // Within the budget, aliases of text work as before.
         yaml::Limits limits;
-        limits.max_alias_bytes = 30;
+        // Each copy: the 10 bytes of text and the one segment saying where it was written.
+        limits.max_alias_bytes = 3 * (10 + sizeof(yaml::TextSegment));
         CHECK(errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a]\n", limits).empty());
         CHECK(
             errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a, *a]\n", limits) ==
             "f.yaml:2:17: error[E107]: alias expansion too large: aliases would copy more "
-            "than 30 bytes of text\n"
-            "    2 | b: [*a, *a, *a, *a]\n"
-            "      |                 ^\n"
-            "  hint: repeat less text through aliases\n"
+            "than " +
+                std::to_string(limits.max_alias_bytes) +
+                " bytes of text\n"
+                "    2 | b: [*a, *a, *a, *a]\n"
+                "      |                 ^\n"
+                "  hint: repeat less text through aliases\n"
         );
     }
 
@@ -386,6 +389,9 @@ TEST_SUITE("engine/yaml_document") {
             {"a: |\n  one\n  two {{ x }}\n", 3, 7},
             {"a: |-\n\n    one\n      two {{ x }}\n", 4, 11},
             {"a: >\n  one\n  two {{ x }}\n", 3, 7},
+            {"a: &t \"\\t {{ x }}\"\n", 1, 11},
+            {"a: !!str 'it''s {{ x }}'\n", 1, 17},
+            {"a: &t |\n  one {{ x }}\n", 2, 7},
             {"\xEF\xBB\xBF"
              "a: \"\\t {{ x }}\"\n",
              1,

@@ -24,7 +24,7 @@
 # at most $QUIET_WAIT s), or the server core was slow before it (a fixed awk loop pinned to it
 # took more than $SLOW_PCT % of the fastest time seen, after waiting at most $SLOW_WAIT s for it
 # to recover: a VM's core can run at half speed for minutes with no steal time or foreign load
-# to show for it); a disturbed pass is repeated with fresh citizens, at most
+# to show for it) or right after it (it slowed down during the pass); a disturbed pass is repeated with fresh citizens, at most
 # $MAX_ATTEMPTS attempts, the last one kept and marked. Results: DIR/results.tsv (one line per
 # pass) and DIR/report.md (medians; ratios to the ceiling computed per round, then the median).
 # BUILD_DIR and FLOWS choose other binaries and flows.
@@ -163,6 +163,16 @@ wait_quiet() {
     done
 }
 
+wait_idle() {  # pid: until it uses at most 2 ticks in 0.5 s (at most 30 s)
+    local a b
+    for _ in $(seq 60); do
+        a="$(proc_ticks "$1")"
+        sleep 0.5
+        b="$(proc_ticks "$1")"
+        [ $((b - a)) -le 2 ] && return 0
+    done
+}
+
 # measure NAME SERVER_PID CMD...: runs CMD on the load core (stdout to $tmp/pass.out) and
 # accounts for the CPU of the server, redis-server and the load generator; repeats a disturbed
 # pass. "@A" in CMD becomes the attempt number (a repeat starts fresh conversations).
@@ -200,6 +210,12 @@ measure() {
         last_steal="$(awk -v s="$((s1 - s0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.1f", 100 * s / t}')"
         pass_out="$(cat "$tmp/pass.out")"
         last_disturbed="$(awk -v f="$last_foreign" -v s="$last_steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
+        # The core may have slowed down during the pass although it was fast before it: probe
+        # again once the server is idle, and repeat a pass that ended on a slow core.
+        if [ -z "$quiet_note" ]; then
+            wait_idle "$spid"
+            probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
+        fi
         [ -n "$quiet_note" ] && last_disturbed="yes($quiet_note)"
         [ "$last_disturbed" = no ] && break
         log "$name disturbed (foreign ${last_foreign}%, steal ${last_steal}%), attempt $attempt"

@@ -28,7 +28,7 @@
 # $MAX_ATTEMPTS attempts in all, each with fresh citizens) and the last attempt is kept, marked.
 # A pass is also disturbed when the server core ran slow before it (bench/core_probe.sh: a fixed
 # awk loop pinned to core 0 took more than $SLOW_PCT % of the fastest time seen, after waiting at
-# most $SLOW_WAIT s). After $BUDGET seconds the script stops waiting and repeating, so that a
+# most $SLOW_WAIT s), or right after it (the core slowed down during the pass). After $BUDGET seconds the script stops waiting and repeating, so that a
 # busy machine cannot keep it running for hours. Results: DIR/results.tsv (one line per pass) and DIR/report.md
 # (medians, ratios per round, goals). BUILD_DIR and FLOWS choose other binaries and flows.
 set -euo pipefail
@@ -193,6 +193,12 @@ measure() {
         server_ticks=$((c1 - c0))
         pass_out="$(cat "$tmp/pass.out")"
         disturbed="$(awk -v f="$foreign" -v s="$steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
+        # The core may have slowed down during the pass although it was fast before it: probe
+        # again once the server is idle, and repeat a pass that ended on a slow core.
+        if [ -z "$quiet_note" ] && [ "$SECONDS" -lt "$BUDGET" ]; then
+            wait_server_idle "$spid"
+            probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
+        fi
         [ -n "$quiet_note" ] && disturbed="yes($quiet_note)"
         if [ "$disturbed" = no ] || [ "$SECONDS" -ge "$BUDGET" ]; then break; fi
         log "$name $pass round $round disturbed (foreign ${foreign}%, steal ${steal}%)${attempt:+, attempt $attempt}"

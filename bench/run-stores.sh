@@ -212,8 +212,12 @@ measure() {
         last_disturbed="$(awk -v f="$last_foreign" -v s="$last_steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
         # The core may have slowed down during the pass although it was fast before it: probe
         # again once the server is idle, and repeat a pass that ended on a slow core.
+        # (Once the machine is quiet again too: a server's own work after the pass, such as
+        # SQLite's checkpoint and the kernel writing it back, would make the probe slow.)
         if [ -z "$quiet_note" ]; then
             wait_idle "$spid"
+            local settled=$SECONDS
+            while [ "$(core_busy_max)" -gt "$QUIET_PCT" ] && [ $((SECONDS - settled)) -lt 30 ]; do :; done
             probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
         fi
         [ -n "$quiet_note" ] && last_disturbed="yes($quiet_note)"

@@ -161,6 +161,11 @@ wait_quiet() {
     done
 }
 
+settle() {  # until both cores are under $QUIET_PCT % busy, at most 30 s; changes no note
+    local start=$SECONDS
+    while [ "$(core_busy_max)" -gt "$QUIET_PCT" ] && [ $((SECONDS - start)) -lt 30 ]; do :; done
+}
+
 # measure NAME PASS ROUND PID CMD...: runs CMD on core 1 (its stdout to $tmp/pass.out), records
 # the server's CPU and the foreign CPU, repeats a disturbed pass. "@A" in CMD becomes the attempt
 # number: a repeat must start fresh conversations, not continue the ones the last attempt left
@@ -195,8 +200,11 @@ measure() {
         disturbed="$(awk -v f="$foreign" -v s="$steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
         # The core may have slowed down during the pass although it was fast before it: probe
         # again once the server is idle, and repeat a pass that ended on a slow core.
+        # (Once the machine is quiet again too: a server's own work after the pass, such as
+        # SQLite's checkpoint and the kernel writing it back, would make the probe slow.)
         if [ -z "$quiet_note" ] && [ "$SECONDS" -lt "$BUDGET" ]; then
             wait_server_idle "$spid"
+            settle
             probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
         fi
         [ -n "$quiet_note" ] && disturbed="yes($quiet_note)"

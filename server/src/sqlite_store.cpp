@@ -329,7 +329,12 @@ struct SqliteStore::Impl {
         while (sync_queue.take(jobs, kAll, std::chrono::hours(1), false)) {
             if (jobs.empty())
                 continue;
-            if (sync_failed.load() || !sync_wal()) {
+            const Synced synced = sync_failed.load() ? Synced::kFailed : sync_wal();
+            if (synced == Synced::kNotYet) {
+                Logger::log(LogLevel::kError, {}, "store_sync_unavailable", "store=sqlite");
+                for (auto& job : jobs)
+                    job->fail(engine::Error{"store", "cannot open the write-ahead log to sync it"});
+            } else if (synced == Synced::kFailed) {
                 if (!sync_failed.exchange(true)) {
                     Logger::log(
                         LogLevel::kError,
@@ -345,27 +350,34 @@ struct SqliteStore::Impl {
         }
     }
 
+    enum class Synced { kYes, kNotYet, kFailed };
+
     // fdatasync of the WAL file. The first time, the descriptor is opened and the directory
-    // synced too, so that the WAL file's own entry survives a power cut.
-    bool sync_wal() {
+    // synced too, so that the WAL file's own entry survives a power cut. kNotYet: that first
+    // step failed (no descriptor left, say) and is tried again next time; kFailed: the data
+    // sync itself failed, which is final (see SqliteStore::open()).
+    Synced sync_wal() {
         if (wal_fd < 0) {
             const std::string wal = options.path + "-wal";
-            wal_fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
-            if (wal_fd < 0)
-                return false;
+            const int fd = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return Synced::kNotYet;
             const auto slash = options.path.rfind('/');
             const std::string dir =
                 slash == std::string::npos ? "." : options.path.substr(0, slash + 1);
             const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dir_fd < 0)
-                return false;
-            const bool ok = ::fsync(dir_fd) == 0;
-            ::close(dir_fd);
-            if (!ok)
-                return false;
+            const bool ok = dir_fd >= 0 && ::fsync(dir_fd) == 0;
+            if (dir_fd >= 0)
+                ::close(dir_fd);
+            if (!ok) {
+                ::close(fd);
+                return Synced::kNotYet;
+            }
+            wal_fd = fd;
         }
         syncs.fetch_add(1);
-        return (options.sync_file ? options.sync_file(wal_fd) : ::fdatasync(wal_fd)) == 0;
+        const int rc = options.sync_file ? options.sync_file(wal_fd) : ::fdatasync(wal_fd);
+        return rc == 0 ? Synced::kYes : Synced::kFailed;
     }
 
     void run_batch(std::vector<std::unique_ptr<Job>>& batch) {
@@ -390,8 +402,9 @@ struct SqliteStore::Impl {
         // calls) once per transaction, so reads outside one would pay them each. A batch with
         // writes takes the write lock at once (BEGIN IMMEDIATE); reads only, a read snapshot.
         const bool in_tx = (any_write ? st.begin : st.begin_read).exec() == SQLITE_DONE;
+        const bool refuse_writes = sync_failed.load();  // read once: the syncer may set it
         engine::Error no_tx = in_tx ? engine::Error{} : db_error(db, "cannot begin a transaction");
-        if (sync_failed.load())
+        if (refuse_writes)
             no_tx = kSyncFailed;
         // Reads before writes: the server never has a read and a write of one citizen in
         // flight together, so this order cannot change an answer, and every read sees only
@@ -404,7 +417,13 @@ struct SqliteStore::Impl {
         }
         detail::complete_all(finished);
         std::vector<std::unique_ptr<Job>> written;
-        bool writable = in_tx && !sync_failed.load();
+        bool writable = in_tx && !refuse_writes;
+        if (writable && sqlite3_get_autocommit(db) != 0) {
+            // A read's error (I/O, memory) made SQLite roll the transaction back: the writes
+            // would each commit on their own, outside the batch and its sync.
+            no_tx = db_error(db, "the transaction was rolled back");
+            writable = false;
+        }
         for (auto& job : batch) {
             if (!job)
                 continue;
@@ -684,6 +703,10 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
 ) {
     // A message without an id needs only the session and pending call: from the cache when
     // the citizen is in it, without a trip to the writer thread.
+    // After a failed sync nothing is read either: what the store holds may not be on disk,
+    // and a stored response would answer a retry with 200 for a turn a power cut can lose.
+    if (impl_->sync_failed.load())
+        co_return kSyncFailed;
     if (message_id.empty()) {
         if (auto cached = impl_->cache->find(user, impl_->now()))
             co_return std::move(*cached);
@@ -693,6 +716,8 @@ asio::awaitable<engine::Result<CitizenState>> SqliteStore::load(
         Lane::kRead,
         false,
         [&user, &message_id](Impl& d) -> engine::Result<CitizenState> {
+            if (d.sync_failed.load())
+                return kSyncFailed;
             CitizenState out;
             const std::int64_t t = d.now();
             Statement& s = d.st.get_state;

@@ -61,9 +61,10 @@ public:
     /// Blocking: call at startup. Error code "store" with SQLite's reason.
     ///
     /// A failed sync of the WAL (a disk error) fails the writes it was to make durable, and
-    /// every write after it, and ping(), until the store is reopened: after such an error Linux
-    /// may have dropped the unsynced pages and report the next sync as a success, so no later
-    /// write could be acknowledged as durable. Reads go on.
+    /// every write, load and ping() after it, until the store is reopened: after such an error
+    /// Linux may have dropped the unsynced pages and report the next sync as a success, so no
+    /// later write could be acknowledged as durable, and what the store holds (a stored
+    /// response answering a retry, say) may not be on disk.
     static engine::Result<std::unique_ptr<SqliteStore>> open(Options options, Clock clock = {});
 
     ~SqliteStore() override;

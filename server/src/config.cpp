@@ -628,8 +628,13 @@ std::optional<ServerConfig> parse_config(
     }
     if (const Node* n = root.find("threads"))
         r.read_number(*n, "threads", 0, 256, config.threads);
-    if (const Node* n = root.find("busy_poll"))
+    if (const Node* n = root.find("busy_poll")) {
         r.read_duration(*n, "busy_poll", config.busy_poll);
+        if (config.busy_poll > Millis{1000}) {
+            r.invalid(*n, "'busy_poll' must be at most 1s", "2ms covers 1,000 requests/s");
+            config.busy_poll = Millis{0};
+        }
+    }
     if (const Node* n = root.find("shutdown_timeout")) {
         r.read_duration(*n, "shutdown_timeout", config.shutdown_timeout);
     }

@@ -67,7 +67,8 @@ std::string default_config(
     const std::string& extra_limits = {},
     const std::string& breaker = "{ failures: 50, pause: 1s }",
     int retries = 1,
-    const std::string& extra = {}
+    const std::string& extra = {},
+    int threads = 2
 ) {
     const std::string url = "http://127.0.0.1:" + std::to_string(backend_port);
     std::string backend =
@@ -76,7 +77,9 @@ std::string default_config(
         "CIVICFLOW_IT_TOKEN }, connect_timeout: 300ms, timeout: 800ms, retries: " +
         std::to_string(retries) + ", backoff: 20ms, circuit_breaker: " + breaker + " }";
     return "version: 1\n"
-           "threads: 2\n"
+           "threads: " +
+           std::to_string(threads) +
+           "\n"
            "shutdown_timeout: 5s\n"
            "log: { level: debug, access: true }\n"
            "limits: { body_bytes: 16384, header_bytes: 4096, " +
@@ -133,11 +136,15 @@ struct Harness {
         const std::string& extra_limits = {},
         const std::string& breaker = "{ failures: 50, pause: 1s }",
         int retries = 1,
-        const std::string& extra_config = {}
+        const std::string& extra_config = {},
+        int threads = 2
     )
         : dir(ct::make_temp_dir())
         , backend(dir)
-        , server(dir, default_config(backend.port, extra_limits, breaker, retries, extra_config)) {}
+        , server(
+              dir,
+              default_config(backend.port, extra_limits, breaker, retries, extra_config, threads)
+          ) {}
 
     // Sends a text message and returns the response body (REQUIREs a 200).
     std::string say(const std::string& user, const std::string& text) {
@@ -772,12 +779,38 @@ TEST_SUITE("integration/server") {
     // busy_poll replaces the I/O threads' io_context::run() with a loop of its own: it must
     // still run backend calls to completion and stop when the server drains.
     TEST_CASE("with busy_poll the server answers, completes backend calls and drains on SIGTERM") {
-        Harness h({}, "{ failures: 50, pause: 1s }", 1, "busy_poll: 2ms\n");
+        Harness h({}, "{ failures: 50, pause: 1s }", 1, "busy_poll: 2ms\n", 1);
         const std::string u = "citizen-busy-poll";
         to_ask_ref(h, u);
         CHECK(first_text(h.say(u, "DL1234567890123")).rfind("Application DL1234567890123", 0) == 0);
         h.server.proc.send_signal(SIGTERM);
         CHECK(h.server.proc.wait_exit(milliseconds(5000)) == 0);
         CHECK(h.server.log().find("event=stopped drained=true") != std::string::npos);
+    }
+
+    TEST_CASE("busy_poll with several I/O threads is refused at start with a clear error") {
+        const std::string dir = ct::make_temp_dir();
+        ct::write_file(
+            dir + "/civicflow.yaml",
+            default_config(1, {}, "{ failures: 5, pause: 1s }", 1, "busy_poll: 2ms\n", 2)
+        );
+        ct::ChildProcess proc(
+            {CIVICFLOW_BIN,
+             "serve",
+             "--config",
+             dir + "/civicflow.yaml",
+             "--listen",
+             "127.0.0.1:0",
+             "--store",
+             "memory"},
+            {"CIVICFLOW_IT_TOKEN=" + kToken},
+            dir + "/serve.log"
+        );
+        CHECK(proc.wait_exit(milliseconds(10000)) == 2);
+        CHECK(
+            ct::read_file(dir + "/serve.log")
+                .find("busy_poll needs one I/O thread (threads: 1 or --threads 1); 2 are "
+                      "configured") != std::string::npos
+        );
     }
 }

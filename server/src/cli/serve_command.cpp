@@ -341,6 +341,17 @@ int run_serve(int argc, char** argv) {
     if (config.threads <= 0) {
         config.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
     }
+    // Several polling threads defeat the purpose: the one that sleeps takes the reactor into
+    // epoll_wait, and the others poll a queue that socket events no longer reach.
+    if (config.busy_poll.count() > 0 && config.threads != 1) {
+        std::fprintf(
+            stderr,
+            "civicflow serve: busy_poll needs one I/O thread (threads: 1 or --threads 1); "
+            "%d are configured\n",
+            config.threads
+        );
+        return 2;
+    }
     Logger::set_level(parse_level(config.log_level));
 
     // Flows: any error refuses to start, with every diagnostic printed.

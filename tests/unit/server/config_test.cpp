@@ -194,6 +194,17 @@ civicflow.yaml:4:16: error[E109]: 'list_button' must be 1 to 20 characters (a Wh
 )");
     }
 
+    TEST_CASE("busy_poll longer than a second is refused") {
+        CHECK(
+            errors_of("version: 1\nbusy_poll: 2s\n") ==
+            R"(civicflow.yaml:2:12: error[E109]: 'busy_poll' must be at most 1s
+    2 | busy_poll: 2s
+      |            ^~
+  hint: 2ms covers 1,000 requests/s
+)"
+        );
+    }
+
     TEST_CASE("listen addresses and durations are parsed strictly") {
         auto a = server::parse_listen_address("[::1]:8080");
         REQUIRE(a);

@@ -140,9 +140,10 @@ struct ServerConfig {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 8080;
     int threads = 0;  // 0: the number of cores
-    // How long an I/O thread keeps polling for work before it sleeps; 0: it sleeps at once.
-    // Polling keeps a virtual CPU from halting, whose wake-up can take a millisecond or more
-    // on a VM; it costs up to one core per thread while the server is idle.
+    // How long the I/O thread keeps polling for work before it sleeps; 0: it sleeps at once
+    // (at most 1s; needs threads: 1). Polling keeps a virtual CPU from halting, whose wake-up
+    // can take a millisecond or more on a VM; it costs a core while requests come more often
+    // than that.
     Millis busy_poll{0};
     Millis shutdown_timeout{10'000};
     std::string log_level = "info";

@@ -242,8 +242,11 @@ std::vector<TextSegment> map_scalar(
             fresh = false;
         }
     };
+    // A text of many escapes or lines would keep a segment for each: past this many, its
+    // diagnostics go to where it starts instead.
+    constexpr std::size_t kMaxSegments = 4096;
     while (d < value.size()) {
-        if (p >= src.size()) {
+        if (p >= src.size() || out.size() > kMaxSegments) {
             return {};
         }
         const char s = src[p];
@@ -297,11 +300,25 @@ std::vector<TextSegment> map_scalar(
         if (is_blank(s)) {
             // Source whitespace the text does not have as written: trailing spaces, line
             // breaks folded into a space (or kept as '\n' for an empty line), indentation.
+            std::size_t breaks = 0;
             while (p < src.size() && is_blank(src[p])) {
+                breaks += src[p] == '\n' ? 1 : 0;
                 advance(1);
             }
-            while (d < value.size() && is_blank(value[d])) {
-                ++d;
+            if (block) {
+                while (d < value.size() && is_blank(value[d])) {
+                    ++d;
+                }
+            } else {
+                // A quoted or plain text folds one line break into a space, and n > 1 of them
+                // into n - 1 line breaks; whitespace after that is the text's own (an escape).
+                const std::size_t folded = breaks <= 1 ? breaks : breaks - 1;
+                for (std::size_t i = 0; i < folded; ++i) {
+                    if (d >= value.size() || !is_blank(value[d])) {
+                        return {};
+                    }
+                    ++d;
+                }
             }
             fresh = true;
             continue;

@@ -390,6 +390,7 @@ TEST_SUITE("engine/yaml_document") {
             {"a: |-\n\n    one\n      two {{ x }}\n", 4, 11},
             {"a: >\n  one\n  two {{ x }}\n", 3, 7},
             {"a: &t \"\\t {{ x }}\"\n", 1, 11},
+            {"a: \"ab\n  \\tc {{ x }}\"\n", 2, 7},
             {"a: !!str 'it''s {{ x }}'\n", 1, 17},
             {"a: &t |\n  one {{ x }}\n", 2, 7},
             {"\xEF\xBB\xBF"

@@ -171,6 +171,7 @@ wait_idle() {  # pid: until it uses at most 2 ticks in 0.5 s (at most 30 s)
         b="$(proc_ticks "$1")"
         [ $((b - a)) -le 2 ] && return 0
     done
+    return 0
 }
 
 # measure NAME SERVER_PID CMD...: runs CMD on the load core (stdout to $tmp/pass.out) and

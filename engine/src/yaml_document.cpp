@@ -425,17 +425,7 @@ public:
         }
         count_nodes(stored.size, mark, true);
         // Texts are copied too: a 1 MB text repeated by 3,000 aliases took 3 GB.
-        if (stored.bytes > limits_.max_alias_bytes ||
-            alias_bytes_ > limits_.max_alias_bytes - stored.bytes) {
-            fail(
-                "E107",
-                mark,
-                "alias expansion too large: aliases would copy more than " +
-                    std::to_string(limits_.max_alias_bytes) + " bytes of text",
-                "repeat less text through aliases"
-            );
-        }
-        alias_bytes_ += stored.bytes;
+        count_copied_bytes(stored.bytes, positions_.at(mark));
         Node copy = stored.node;
         relocate(copy, positions_.at(mark));
         complete(std::move(copy), 0, stored.size, stored.height, stored.bytes);
@@ -520,6 +510,20 @@ private:
         nodes_ += n;
     }
 
+    // Text copied for anchors (the stored node) and aliases, against max_alias_bytes.
+    void count_copied_bytes(std::size_t bytes, std::pair<int, int> where) {
+        if (bytes > limits_.max_alias_bytes || alias_bytes_ > limits_.max_alias_bytes - bytes) {
+            fail(
+                "E107",
+                where,
+                "alias expansion too large: anchors and aliases would copy more than " +
+                    std::to_string(limits_.max_alias_bytes) + " bytes of text",
+                "repeat less text through aliases"
+            );
+        }
+        alias_bytes_ += bytes;
+    }
+
     std::string name_of(YAML::anchor_t anchor) const {
         const auto it = anchor_names_.find(anchor);
         return it == anchor_names_.end() ? std::to_string(anchor) : it->second;
@@ -566,8 +570,9 @@ private:
             if (node.kind != Kind::kMap && node.kind != Kind::kSequence) {
                 remember_anchor_name(anchor);
             }
-            // The stored copy is memory too: it counts against the same budget.
+            // The stored copy is memory too: it counts against the same budgets.
             count_nodes(size, std::pair<int, int>{node.line, node.column}, true);
+            count_copied_bytes(bytes, std::pair<int, int>{node.line, node.column});
             anchors_[anchor] = Stored{node, size, height, bytes};
         }
         if (stack_.empty()) {
@@ -615,7 +620,7 @@ private:
     std::unordered_map<YAML::anchor_t, std::string> anchor_names_;
     std::string pending_anchor_name_;
     std::size_t nodes_ = 0;
-    std::size_t alias_bytes_ = 0;  // text copied by alias expansion so far
+    std::size_t alias_bytes_ = 0;  // text copied for anchors and aliases so far
     std::optional<Node> root_;
 };
 

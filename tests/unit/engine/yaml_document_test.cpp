@@ -244,24 +244,41 @@ TEST_SUITE("engine/yaml_document") {
         CHECK(diags.items()[0].code == "E107");
         CHECK(
             diags.items()[0].message ==
-            "alias expansion too large: aliases would copy more than 16777216 bytes of text"
+            "alias expansion too large: anchors and aliases would copy more than 16777216 bytes "
+            "of text"
         );
         CHECK(diags.items()[0].location.line == 2);
         // Within the budget, aliases of text work as before.
         yaml::Limits limits;
-        // Each copy: the 10 bytes of text and the one segment saying where it was written.
-        limits.max_alias_bytes = 3 * (10 + sizeof(yaml::TextSegment));
+        // Each copy (the anchor's stored one, then one per alias): the 10 bytes of text and
+        // the one segment saying where it was written.
+        const std::size_t copy = 10 + sizeof(yaml::TextSegment);
+        limits.max_alias_bytes = 4 * copy;
         CHECK(errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a]\n", limits).empty());
         CHECK(
             errors_of("a: &a \"0123456789\"\nb: [*a, *a, *a, *a]\n", limits) ==
-            "f.yaml:2:17: error[E107]: alias expansion too large: aliases would copy more "
-            "than " +
+            "f.yaml:2:17: error[E107]: alias expansion too large: anchors and aliases would "
+            "copy more than " +
                 std::to_string(limits.max_alias_bytes) +
                 " bytes of text\n"
                 "    2 | b: [*a, *a, *a, *a]\n"
                 "      |                 ^\n"
                 "  hint: repeat less text through aliases\n"
         );
+    }
+
+    TEST_CASE("nested anchors count the text each of them stores") {
+        // Without an alias, each anchor of a list keeps a copy of all the text inside it.
+        yaml::Limits limits;
+        const std::size_t copy = 10 + sizeof(yaml::TextSegment);
+        limits.max_alias_bytes = 3 * copy;
+        CHECK(errors_of("a: &a [&b \"0123456789\"]\n", limits).empty());  // b, then a: 2
+        Diagnostics diags;
+        const auto doc =
+            yaml::parse("f.yaml", "a: &a [&b [&c [&d \"0123456789\"]]]\n", diags, limits);
+        CHECK_FALSE(doc.root);
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].code == "E107");
     }
 
     TEST_CASE("aliases cannot build nesting deeper than the limit") {

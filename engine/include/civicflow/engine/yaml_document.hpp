@@ -64,7 +64,7 @@ struct Limits {
     std::size_t max_bytes = 4U * 1024U * 1024U;         // larger files are refused before parsing
     int max_depth = 64;                                 // nesting of maps and lists
     std::size_t max_nodes = 200000;                     // after alias expansion (alias bombs)
-    std::size_t max_alias_bytes = 16U * 1024U * 1024U;  // text that aliases may copy, in all
+    std::size_t max_alias_bytes = 16U * 1024U * 1024U;  // text anchors and aliases may copy
 };
 
 /// A parsed file: the root node (null when parsing failed) and what went wrong.

@@ -126,9 +126,6 @@ free_port() {
 cat "$out/machine.txt" >&2
 
 # ---- CPU accounting (clock ticks) ----
-proc_ticks() {  # pid -> utime + stime of all its threads
-    awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
-}
 # busy: user + nice + system. Interrupt and softirq time is left out (as in bench/run.sh): it is
 # mostly the pass's own loopback traffic and, with SQLite, its own disk syncs, which /proc/stat
 # does not charge to any process, so counting it made every SQLite pass look disturbed.
@@ -137,14 +134,6 @@ stat_totals() {  # -> busy steal total (all cores)
 }
 core_ticks() {  # cpu -> busy total
     awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
-}
-core_busy_max() {  # busiest core's % over one second
-    local a b
-    a="$(awk '/^cpu[0-9]/ {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)"
-    sleep 1
-    b="$(awk '/^cpu[0-9]/ {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)"
-    paste <(echo "$a") <(echo "$b") |
-        awk '{d = $4 - $2; p = (d > 0 ? 100 * ($3 - $1) / d : 0); if (p > m) m = p} END {printf "%.0f", m}'
 }
 # The server core's speed before each pass (see bench/core_probe.sh).
 source bench/core_probe.sh
@@ -161,17 +150,6 @@ wait_quiet() {
             return 0
         fi
     done
-}
-
-wait_idle() {  # pid: until it uses at most 2 ticks in 0.5 s (at most 30 s)
-    local a b
-    for _ in $(seq 60); do
-        a="$(proc_ticks "$1")"
-        sleep 0.5
-        b="$(proc_ticks "$1")"
-        [ $((b - a)) -le 2 ] && return 0
-    done
-    return 0
 }
 
 # measure NAME SERVER_PID CMD...: runs CMD on the load core (stdout to $tmp/pass.out) and
@@ -211,15 +189,9 @@ measure() {
         last_steal="$(awk -v s="$((s1 - s0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.1f", 100 * s / t}')"
         pass_out="$(cat "$tmp/pass.out")"
         last_disturbed="$(awk -v f="$last_foreign" -v s="$last_steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
-        # The core may have slowed down during the pass although it was fast before it: probe
-        # again once the server is idle, and repeat a pass that ended on a slow core.
-        # (Once the machine is quiet again too: a server's own work after the pass, such as
-        # SQLite's checkpoint and the kernel writing it back, would make the probe slow.)
-        if [ -z "$quiet_note" ]; then
-            wait_idle "$spid"
-            local settled=$SECONDS
-            while [ "$(core_busy_max)" -gt "$QUIET_PCT" ] && [ $((SECONDS - settled)) -lt 30 ]; do :; done
-            probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
+        # A pass that ended on a slow core is repeated too (bench/core_probe.sh).
+        if [ -z "$quiet_note" ] && slow_after_pass "$spid"; then
+            quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
         fi
         [ -n "$quiet_note" ] && last_disturbed="yes($quiet_note)"
         [ "$last_disturbed" = no ] && break

@@ -117,19 +117,8 @@ trap cleanup EXIT
 cat "$out/machine.txt" >&2
 
 # ---- CPU accounting ----
-proc_jiffies() {  # pid -> utime + stime (all threads), in clock ticks
-    awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
-}
 stat_totals() {  # -> busy (user+nice+system) steal total, all cores, clock ticks
     awk '/^cpu / {print $2 + $3 + $4, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
-}
-core_busy_max() {  # busiest core's % over one second
-    local a b
-    a="$(awk '/^cpu[0-9]/ {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)"
-    sleep 1
-    b="$(awk '/^cpu[0-9]/ {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)"
-    paste <(echo "$a") <(echo "$b") |
-        awk '{d = $4 - $2; p = (d > 0 ? 100 * ($3 - $1) / d : 0); if (p > m) m = p} END {printf "%.0f", m}'
 }
 # An overloaded server (the peer at 10,000 messages/s) keeps working through the requests it has
 # already read after the load generator has gone: wait (at most 300 s) until it is idle, so that
@@ -137,9 +126,9 @@ core_busy_max() {  # busiest core's % over one second
 wait_server_idle() {  # pid
     local a b
     for _ in $(seq 300); do
-        a="$(proc_jiffies "$1")"
+        a="$(proc_ticks "$1")"
         sleep 1
-        b="$(proc_jiffies "$1")"
+        b="$(proc_ticks "$1")"
         [ $((b - a)) -le 2 ] && return 0
     done
     log "server $1 still busy after 300 s"
@@ -161,11 +150,6 @@ wait_quiet() {
     done
 }
 
-settle() {  # until both cores are under $QUIET_PCT % busy, at most 30 s; changes no note
-    local start=$SECONDS
-    while [ "$(core_busy_max)" -gt "$QUIET_PCT" ] && [ $((SECONDS - start)) -lt 30 ]; do :; done
-}
-
 # measure NAME PASS ROUND PID CMD...: runs CMD on core 1 (its stdout to $tmp/pass.out), records
 # the server's CPU and the foreign CPU, repeats a disturbed pass. "@A" in CMD becomes the attempt
 # number: a repeat must start fresh conversations, not continue the ones the last attempt left
@@ -185,11 +169,11 @@ measure() {
             log "$name $pass: server core still slow after ${SLOW_WAIT}s (probe ${last_probe} ms, best ${probe_best} ms), measuring anyway"
         fi
         read -r b0 s0 t0 < <(stat_totals)
-        c0="$(proc_jiffies "$spid")"
+        c0="$(proc_ticks "$spid")"
         # The subshell's cutime/cstime after the wait is the load generator's CPU.
         taskset -c 1 bash -c '"$@" > "'"$tmp"'/pass.out"; awk "{sub(/.*\\) /, \"\"); print \$14 + \$15}" /proc/$$/stat' \
             _ "${run[@]}" > "$tmp/gen.cpu" || true
-        c1="$(proc_jiffies "$spid")"
+        c1="$(proc_ticks "$spid")"
         read -r b1 s1 t1 < <(stat_totals)
         gen="$(cat "$tmp/gen.cpu")"
         foreign="$(awk -v b="$((b1 - b0))" -v s="$((c1 - c0))" -v g="$gen" -v t="$((t1 - t0))" \
@@ -198,14 +182,9 @@ measure() {
         server_ticks=$((c1 - c0))
         pass_out="$(cat "$tmp/pass.out")"
         disturbed="$(awk -v f="$foreign" -v s="$steal" -v l="$FOREIGN_PCT" 'BEGIN {print ((f > l || s > l) ? "yes" : "no")}')"
-        # The core may have slowed down during the pass although it was fast before it: probe
-        # again once the server is idle, and repeat a pass that ended on a slow core.
-        # (Once the machine is quiet again too: a server's own work after the pass, such as
-        # SQLite's checkpoint and the kernel writing it back, would make the probe slow.)
-        if [ -z "$quiet_note" ] && [ "$SECONDS" -lt "$BUDGET" ]; then
-            wait_server_idle "$spid"
-            settle
-            probe_slow && quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
+        # A pass that ended on a slow core is repeated too (bench/core_probe.sh).
+        if [ -z "$quiet_note" ] && [ "$SECONDS" -lt "$BUDGET" ] && slow_after_pass "$spid"; then
+            quiet_note="slow-core-after:${last_probe}ms/${probe_best}ms"
         fi
         [ -n "$quiet_note" ] && disturbed="yes($quiet_note)"
         if [ "$disturbed" = no ] || [ "$SECONDS" -ge "$BUDGET" ]; then break; fi

@@ -418,12 +418,23 @@ struct SqliteStore::Impl {
         detail::complete_all(finished);
         std::vector<std::unique_ptr<Job>> written;
         bool writable = in_tx && !refuse_writes;
-        if (writable && sqlite3_get_autocommit(db) != 0) {
-            // A read's error (I/O, memory) made SQLite roll the transaction back: the writes
-            // would each commit on their own, outside the batch and its sync.
+        // An error (disk full, I/O, memory) can make SQLite roll the whole transaction back:
+        // the batch's writes so far went with it, and later ones would each commit on their
+        // own, outside the batch and its sync. Then every write of the batch fails.
+        const auto transaction_lost = [&] {
+            if (!writable || sqlite3_get_autocommit(db) == 0)
+                return false;
             no_tx = db_error(db, "the transaction was rolled back");
             writable = false;
-        }
+            for (auto& done : written) {
+                done->fail(no_tx);
+                finished.push_back(std::move(done));
+            }
+            written.clear();
+            cache->clear();
+            return true;
+        };
+        transaction_lost();  // by a read's error
         for (auto& job : batch) {
             if (!job)
                 continue;
@@ -437,23 +448,12 @@ struct SqliteStore::Impl {
                 st.release.exec();
                 checkpoint = checkpoint || job->checkpoint_after;
                 written.push_back(std::move(job));
-            } else if (sqlite3_get_autocommit(db) != 0) {
-                // The error (disk full, I/O error) made SQLite roll the whole transaction
-                // back: the batch's earlier writes went with it, and later ones would each
-                // commit on their own, outside the batch. All of them fail.
-                no_tx = db_error(db, "the transaction was rolled back");
-                writable = false;
-                finished.push_back(std::move(job));
-                for (auto& done : written) {
-                    done->fail(no_tx);
-                    finished.push_back(std::move(done));
-                }
-                written.clear();
-                cache->clear();
             } else {
-                st.rollback_to.exec();
-                st.release.exec();
                 finished.push_back(std::move(job));
+                if (!transaction_lost()) {
+                    st.rollback_to.exec();
+                    st.release.exec();
+                }
             }
         }
         if (!in_tx) {

@@ -129,8 +129,8 @@ public:
             return {1, 1};
         }
         const int line = mark.line + 1;
-        // yaml-cpp strips a UTF-8 BOM before counting; positions then no longer match the text
-        // and we fall back to the byte column.
+        // yaml-cpp strips a UTF-8 BOM before counting: bom() puts its bytes back. A position
+        // that still does not match the text falls back to the byte column.
         const auto pos = static_cast<std::size_t>(std::max(mark.pos, 0)) + bom();
         const auto byte_column = static_cast<std::size_t>(mark.column);
         if (pos > text_.size() || byte_column > pos) {

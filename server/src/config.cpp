@@ -212,7 +212,8 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
          "durable",
          "cache_sessions",
          "lease_ttl",
-         "command_timeout"},
+         "command_timeout",
+         "erasure_rewrite"},
         "in 'store'"
     );
     if (const Node* n = node.find("type")) {
@@ -250,6 +251,8 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
     }
     if (const Node* n = node.find("command_timeout"))
         r.read_duration(*n, "command_timeout", store.command_timeout, true);
+    if (const Node* n = node.find("erasure_rewrite"))
+        r.read_duration(*n, "erasure_rewrite", store.erasure_rewrite);  // 0: never
     // A command answered after the lease passed on could overwrite the next holder's turn.
     // Checked whichever of the two the file sets (the other keeps its default).
     const Node* timeout_node = node.find("command_timeout");

@@ -16,6 +16,8 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -283,6 +285,11 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     std::chrono::steady_clock::time_point connect_started{};
     asio::steady_timer watchdog{strand};
     bool watching = false;
+    // Erasures done, and how many of them the last successful AOF rewrite covers.
+    std::uint64_t erasures = 0;
+    std::uint64_t erasures_rewritten = 0;
+    bool rewriting = false;  // rewrite_after_erasures() runs
+    asio::steady_timer rewrite_timer{strand};
 
     // --- the hiredis event-loop adapter (all on the strand) ---
 
@@ -611,12 +618,119 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         );
     }
 
+    // --- the append-only file after an erasure (all on the strand) ---
+
+    // Called when an erasure has been applied: the next rewrite must cover it.
+    void erased() {
+        asio::dispatch(strand, [self = shared_from_this()] {
+            ++self->erasures;
+            if (self->rewriting || self->closing || self->options.erasure_rewrite.count() <= 0)
+                return;
+            self->rewriting = true;
+            asio::co_spawn(self->strand, rewrite_after_erasures(self), asio::detached);
+        });
+    }
+
+    // Waits erasure_rewrite, then has the AOF rewritten; again while erasures remain that the
+    // last rewrite does not cover (done after it was asked for, or it failed).
+    static asio::awaitable<void> rewrite_after_erasures(std::shared_ptr<Impl> self) {
+        while (!self->closing && self->erasures_rewritten < self->erasures) {
+            self->rewrite_timer.expires_after(self->options.erasure_rewrite);
+            auto [ec] =
+                co_await self->rewrite_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || self->closing)
+                break;
+            const std::uint64_t covers = self->erasures;
+            const auto started = std::chrono::steady_clock::now();
+            auto done = co_await self->rewrite_aof();
+            if (self->closing)
+                break;
+            if (!done) {
+                Logger::log(
+                    LogLevel::kWarn,
+                    {},
+                    "erasure_aof_rewrite_failed",
+                    "store=redis error=\"" + done.error().message +
+                        "\" retry_in_ms=" + std::to_string(self->options.erasure_rewrite.count())
+                );
+                continue;
+            }
+            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - started
+            );
+            Logger::log(
+                LogLevel::kInfo,
+                {},
+                *done ? "erasure_aof_rewritten" : "erasure_aof_off",
+                "store=redis erasures=" + std::to_string(covers - self->erasures_rewritten) +
+                    " ms=" + std::to_string(ms.count())
+            );
+            self->erasures_rewritten = covers;
+        }
+        self->rewriting = false;
+    }
+
+    // One field of an INFO answer ("name:value" lines), empty when absent.
+    static std::string_view info_field(std::string_view info, std::string_view name) {
+        std::size_t at = 0;
+        while (at < info.size()) {
+            std::size_t end = info.find('\n', at);
+            if (end == std::string_view::npos)
+                end = info.size();
+            std::string_view line = info.substr(at, end - at);
+            if (!line.empty() && line.back() == '\r')
+                line.remove_suffix(1);
+            if (line.size() > name.size() && line.starts_with(name) && line[name.size()] == ':')
+                return line.substr(name.size() + 1);
+            at = end + 1;
+        }
+        return {};
+    }
+
+    // Has Redis rewrite its append-only file after the erasures so far and waits until the
+    // rewrite has succeeded: true. False when AOF is off (no file keeps the erased writes;
+    // BGREWRITEAOF would write one). A rewrite running or scheduled before this call may have
+    // forked before the erasures, so it is waited out and a new one asked for.
+    asio::awaitable<engine::Result<bool>> rewrite_aof() {
+        bool requested = false;
+        std::chrono::milliseconds pause{50};
+        for (;;) {
+            auto info = co_await command(Command(2).arg("INFO").arg("persistence").take());
+            if (!info)
+                co_return info.error();
+            const std::string_view text = info->str;
+            if (info_field(text, "aof_enabled") != "1")
+                co_return false;
+            const bool busy = info_field(text, "aof_rewrite_in_progress") == "1" ||
+                              info_field(text, "aof_rewrite_scheduled") == "1";
+            if (!busy && requested) {
+                if (info_field(text, "aof_last_bgrewrite_status") != "ok")
+                    co_return engine::Error{"store", "redis: the AOF rewrite failed"};
+                co_return true;
+            }
+            if (!busy) {
+                auto reply = co_await command(Command(1).arg("BGREWRITEAOF").take());
+                if (reply) {
+                    requested = true;
+                } else if (reply.error().message.find("in progress") == std::string::npos) {
+                    co_return reply.error();
+                }  // else one started since the INFO: wait it out, then ask again
+            }
+            rewrite_timer.expires_after(pause);
+            auto [ec] = co_await rewrite_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || closing)
+                co_return engine::Error{"store", "redis: the store is closing"};
+            pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+        }
+    }
+
     // Closes the connection for good; pending commands complete with a null reply (503).
     void close_now() {
         closing = true;
         up = false;  // a deliberate close is not logged as a lost connection
         reconnect_timer.cancel();
         watchdog.cancel();
+        rewrite_timer.cancel();
         if (ac != nullptr) {
             redisAsyncContext* c = ac;
             ac = nullptr;
@@ -793,6 +907,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std:
     auto reply = co_await impl_->command(std::move(call), &impl_->erase_script);
     if (!reply)
         co_return reply.error();
+    impl_->erased();
     co_return engine::Ok{};
 }
 

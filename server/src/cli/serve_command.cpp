@@ -397,6 +397,7 @@ int run_serve(int argc, char** argv) {
             options.message_ttl = config.store.message_ttl;
             options.lease_ttl = config.store.lease_ttl;
             options.command_timeout = config.store.command_timeout;
+            options.erasure_rewrite = config.store.erasure_rewrite;
             auto redis = server::RedisStore::create(ioc.get_executor(), std::move(options));
             // Give the first connection a few seconds before listening, so a healthy start
             // does not answer its first requests with 503. Past that, serve anyway: requests

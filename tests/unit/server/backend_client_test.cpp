@@ -211,12 +211,6 @@ Response json(int status, std::string body) {
     return res;
 }
 
-std::string testing_temp_dir() {
-    std::string pattern = "/tmp/civicflow-backend-XXXXXX";
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    return pattern;
-}
-
 server::BackendConfig config_for(const TestBackend& backend) {
     server::BackendConfig c;
     c.name = "status";
@@ -338,7 +332,7 @@ TEST_SUITE("server/backend_client") {
             CHECK(r.outcome == engine::CallResult::Outcome::kError);
             CHECK(backend.requests() == 0);
         }
-        const std::string dir = testing_temp_dir();
+        const std::string dir = civicflow::testing::temp_dir("civicflow-backend");
         const std::string ca = dir + "/ca.pem";
         {
             std::FILE* f = std::fopen(ca.c_str(), "w");

@@ -44,17 +44,6 @@ server::ChannelRetention test_retention() {
     return r;
 }
 
-std::string temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "civicflow-wa-XXXXXX");
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    return pattern;
-}
-
-std::string file_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // The two implementations under one shape: a store, its clock, and (SQLite) a reopen.
 struct MemoryFixture {
     std::int64_t now = kStart;
@@ -87,7 +76,7 @@ struct SqliteFixture {
         store = std::move(*opened);
     }
 
-    std::string dir = temp_dir();
+    std::string dir = testing::temp_dir("civicflow-wa");
     std::string path = dir + "/civicflow.db";
     std::int64_t now = kStart;
     server::ChannelSqliteStore* sqlite = nullptr;
@@ -809,8 +798,8 @@ TEST_SUITE("server/channel_sqlite_store") {
             }
         }
         auto found_anywhere = [&](const std::string& needle) {
-            return file_bytes(f.path).find(needle) != std::string::npos ||
-                   file_bytes(f.path + "-wal").find(needle) != std::string::npos;
+            return testing::file_bytes(f.path).find(needle) != std::string::npos ||
+                   testing::file_bytes(f.path + "-wal").find(needle) != std::string::npos;
         };
         // The scans below can fail: before the erasure the data is there.
         REQUIRE(found_anywhere(citizen));
@@ -820,17 +809,17 @@ TEST_SUITE("server/channel_sqlite_store") {
         // Other citizens keep writing after the erasure.
         REQUIRE(*run(store.add_inbound(inbound("wamid.after", "919800000099", kStart))));
         for (const std::string& file : {f.path, f.path + "-wal"}) {
-            const std::string bytes = file_bytes(file);
+            const std::string bytes = testing::file_bytes(file);
             CHECK_MESSAGE(bytes.find(citizen) == std::string::npos, file);
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
         }
         f.store.reset();
         for (const std::string& file : {f.path, f.path + "-wal"}) {
-            const std::string bytes = file_bytes(file);
+            const std::string bytes = testing::file_bytes(file);
             CHECK_MESSAGE(bytes.find(citizen) == std::string::npos, file);
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
         }
-        CHECK(file_bytes(f.path).find("919820000150") != std::string::npos);
+        CHECK(testing::file_bytes(f.path).find("919820000150") != std::string::npos);
     }
 
     TEST_CASE("a processed message's payload does not stay in the database file") {
@@ -840,12 +829,12 @@ TEST_SUITE("server/channel_sqlite_store") {
         auto in = inbound("wamid.p", "919800000001", kStart);
         in.payload = R"({"text":")" + secret + "\"}";
         REQUIRE(*run(store.add_inbound(in)));
-        REQUIRE(file_bytes(f.path + "-wal").find(secret) != std::string::npos);
+        REQUIRE(testing::file_bytes(f.path + "-wal").find(secret) != std::string::npos);
         REQUIRE(*run(store.mark_processed("wamid.p")));
         REQUIRE(run(f.sqlite->checkpoint()));
-        CHECK(file_bytes(f.path).find(secret) == std::string::npos);
-        CHECK(file_bytes(f.path + "-wal").find(secret) == std::string::npos);
-        CHECK(file_bytes(f.path).find("wamid.p") != std::string::npos);
+        CHECK(testing::file_bytes(f.path).find(secret) == std::string::npos);
+        CHECK(testing::file_bytes(f.path + "-wal").find(secret) == std::string::npos);
+        CHECK(testing::file_bytes(f.path).find("wamid.p") != std::string::npos);
     }
 
     TEST_CASE("the channel store can share the session store's database file") {
@@ -873,7 +862,7 @@ TEST_SUITE("server/channel_sqlite_store") {
     }
 
     TEST_CASE("a file that is not a database is refused with a store error") {
-        const std::string dir = temp_dir();
+        const std::string dir = testing::temp_dir("civicflow-wa");
         const std::string path = dir + "/garbage.db";
         {
             std::ofstream out(path, std::ios::binary);

@@ -255,5 +255,24 @@ whatsapp: { send_timeout: 0s }
         );
         REQUIRE(ok);
         CHECK(ok->store.command_timeout == 5s);
+        CHECK(ok->store.erasure_rewrite == 10min);  // the default
+    }
+
+    TEST_CASE("store.erasure_rewrite is a duration, and 0 turns the rewrite off") {
+        engine::Diagnostics diags;
+        auto off = server::parse_config(
+            "civicflow.yaml", "version: 1\nstore: { erasure_rewrite: 0s }\n", diags
+        );
+        REQUIRE(off);
+        CHECK(off->store.erasure_rewrite == 0s);
+        auto soon = server::parse_config(
+            "civicflow.yaml", "version: 1\nstore: { erasure_rewrite: 30s }\n", diags
+        );
+        REQUIRE(soon);
+        CHECK(soon->store.erasure_rewrite == 30s);
+        CHECK(
+            errors_of("version: 1\nstore: { erasure_rewrite: soon }\n")
+                .find("invalid duration 'soon' for 'erasure_rewrite'") != std::string::npos
+        );
     }
 }

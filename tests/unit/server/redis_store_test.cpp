@@ -1,4 +1,5 @@
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -10,7 +11,9 @@
 
 #include "store_test_support.hpp"
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 using namespace civicflow;
@@ -21,6 +24,9 @@ namespace {
 
 // The store's own io_context on a thread, as in the server; tests await from their own.
 struct RedisFixture {
+    explicit RedisFixture(std::string dir = {}, bool aof = true)
+        : redis(std::move(dir), aof) {}
+
     std::unique_ptr<server::RedisStore> open(
         std::chrono::milliseconds lease_wait = 10s, std::chrono::milliseconds timeout = 2s
     ) {
@@ -30,6 +36,7 @@ struct RedisFixture {
         options.lease_ttl = 5s;
         options.lease_wait = lease_wait;
         options.command_timeout = timeout;
+        options.erasure_rewrite = erasure_rewrite;
         auto s = server::RedisStore::create(io.ioc.get_executor(), options);
         auto* raw = s.get();
         wait_until([raw] { return raw->connected(); });
@@ -46,10 +53,58 @@ struct RedisFixture {
         return true;
     }
 
+    std::chrono::milliseconds erasure_rewrite = 10min;
     testing::RedisServer redis;
     testing::IoThread io;
     std::unique_ptr<server::RedisStore> store;  // after `io`: destroyed before it stops
 };
+
+// While alive, stderr (the log) goes to a file that text() reads.
+class StderrToFile {
+public:
+    explicit StderrToFile(std::string path)
+        : path_(std::move(path))
+        , saved_(::dup(STDERR_FILENO)) {
+        const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        REQUIRE(fd >= 0);
+        ::dup2(fd, STDERR_FILENO);
+        ::close(fd);
+    }
+
+    ~StderrToFile() {
+        ::dup2(saved_, STDERR_FILENO);
+        ::close(saved_);
+    }
+
+    StderrToFile(const StderrToFile&) = delete;
+    StderrToFile& operator=(const StderrToFile&) = delete;
+
+    std::string text() const { return testing::file_bytes(path_); }
+
+private:
+    std::string path_;
+    int saved_;
+};
+
+// Whether any file under `dir` (Redis's append-only files) holds `needle`.
+bool any_file_holds(const std::string& dir, const std::string& needle) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+        if (e.is_regular_file() && testing::file_bytes(e.path()).find(needle) != std::string::npos)
+            return true;
+    }
+    return false;
+}
+
+server::TurnWrite citizen_turn(const std::string& user, const std::string& name) {
+    server::TurnWrite w;
+    w.user = user;
+    w.session = R"({"v":1,"flow":"birth","slots":{"child_name":")" + name + R"("}})";
+    w.session_ttl_ms = 3'600'000;
+    w.message_id = "wamid.HBgM" + user;
+    w.response = R"({"replies":[{"type":"text","text":"Thank you, )" + name + R"("}]})";
+    return w;
+}
 
 }  // namespace
 
@@ -318,5 +373,75 @@ TEST_SUITE("server/redis_store") {
         REQUIRE(lease);
         run(store->release_lease(*lease));
         CHECK(run(store->acquire_lease(w.user)));
+    }
+
+    // Redis's append-only file keeps every write, an erased citizen's included, until it is
+    // rewritten: after an erasure the store has Redis rewrite it, and the citizen is gone from
+    // disk while everyone else stays (and loads again after a restart).
+    TEST_CASE("after an erasure the append-only file is rewritten without the citizen") {
+        if (!testing::RedisServer::available())
+            return;
+        const std::string dir = testing::temp_dir("civicflow-aof");
+        const StderrToFile log(testing::temp_dir("civicflow-log") + "/stderr");
+        RedisFixture f(dir);
+        REQUIRE(f.redis.running());
+        f.erasure_rewrite = 100ms;
+        auto s = f.open();
+        REQUIRE(run(s->write(citizen_turn("919811122233", "Kamala Devi"))));
+        REQUIRE(run(s->write(citizen_turn("919844455566", "Arjun Rao"))));
+        // appendfsync always: on disk once acknowledged.
+        CHECK(any_file_holds(dir, "919811122233"));
+        CHECK(any_file_holds(dir, "Kamala Devi"));
+        REQUIRE(run(s->erase_citizen("919811122233")));
+        CHECK(RedisFixture::wait_until([&] {
+            return !any_file_holds(dir, "919811122233") && !any_file_holds(dir, "Kamala Devi");
+        }));
+        CHECK(any_file_holds(dir, "Arjun Rao"));
+        // The store saw the rewrite succeed (INFO persistence), and said so without the id.
+        CHECK(RedisFixture::wait_until([&] {
+            return log.text().find("event=erasure_aof_rewritten store=redis erasures=1") !=
+                   std::string::npos;
+        }));
+        CHECK(log.text().find("919811122233") == std::string::npos);
+        // The rewritten file is whole: a restart loads the other citizen, not the erased one.
+        s.reset();
+        f.redis.stop();
+        REQUIRE(f.redis.start());
+        s = f.open();
+        CHECK(run(s->load("919844455566", "wamid.HBgM919844455566"))->response);
+        auto erased = run(s->load("919811122233", "wamid.HBgM919811122233"));
+        REQUIRE(erased);
+        CHECK_FALSE(erased->session);
+        CHECK_FALSE(erased->response);
+        s.reset();
+        std::filesystem::remove_all(dir);
+    }
+
+    // With erasure_rewrite 0 the store leaves the file to the operator; with AOF off it must
+    // not make Redis write one (BGREWRITEAOF would, with the whole data set in it).
+    TEST_CASE("no rewrite when turned off, and no append-only file when AOF is off") {
+        if (!testing::RedisServer::available())
+            return;
+        const std::string dir = testing::temp_dir("civicflow-aof");
+        {
+            RedisFixture f(dir);
+            f.erasure_rewrite = 0ms;
+            auto s = f.open();
+            REQUIRE(run(s->write(citizen_turn("919811122233", "Kamala Devi"))));
+            REQUIRE(run(s->erase_citizen("919811122233")));
+            std::this_thread::sleep_for(500ms);
+            CHECK(any_file_holds(dir, "Kamala Devi"));
+        }
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directory(dir);
+        RedisFixture f(dir, false);  // AOF off, the same working directory
+        f.erasure_rewrite = 50ms;
+        auto s = f.open();
+        REQUIRE(run(s->write(citizen_turn("919811122233", "Kamala Devi"))));
+        REQUIRE(run(s->erase_citizen("919811122233")));
+        std::this_thread::sleep_for(500ms);
+        CHECK(std::filesystem::is_empty(dir));
+        s.reset();
+        std::filesystem::remove_all(dir);
     }
 }

@@ -26,14 +26,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "civicflow-sqlite-XXXXXX");
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    return pattern;
-}
-
 struct Db {
-    explicit Db(std::string p = temp_dir() + "/civicflow.db")
+    explicit Db(std::string p = testing::temp_dir("civicflow-sqlite") + "/civicflow.db")
         : path(std::move(p)) {}
 
     std::unique_ptr<server::SqliteStore> open() {
@@ -48,11 +42,6 @@ struct Db {
     std::string path;
     std::int64_t now = 1'700'000'000'000;
 };
-
-std::string file_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 server::TurnWrite turn(const std::string& user, const std::string& session) {
     server::TurnWrite w;
@@ -181,8 +170,8 @@ TEST_SUITE("server/sqlite_store") {
             REQUIRE(run(store->write(turn("9198000000" + std::to_string(i), "other"))));
         }
         // The scans below can fail: before the erasure the data is there.
-        const bool stored = file_bytes(db.path).find(secret) != std::string::npos ||
-                            file_bytes(db.path + "-wal").find(secret) != std::string::npos;
+        const bool stored = testing::file_bytes(db.path).find(secret) != std::string::npos ||
+                            testing::file_bytes(db.path + "-wal").find(secret) != std::string::npos;
         CHECK(stored);
         REQUIRE(run(store->erase_citizen(user)));
         // Nor is anything left in the store's memory.
@@ -193,17 +182,17 @@ TEST_SUITE("server/sqlite_store") {
         // Other citizens keep writing after the erasure.
         REQUIRE(run(store->write(turn("919800000099", "later"))));
         for (const std::string& file : {db.path, db.path + "-wal"}) {
-            const std::string bytes = file_bytes(file);
+            const std::string bytes = testing::file_bytes(file);
             CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
         }
         store.reset();
         for (const std::string& file : {db.path, db.path + "-wal"}) {
-            const std::string bytes = file_bytes(file);
+            const std::string bytes = testing::file_bytes(file);
             CHECK_MESSAGE(bytes.find(user) == std::string::npos, file);
             CHECK_MESSAGE(bytes.find(secret) == std::string::npos, file);
         }
-        CHECK(file_bytes(db.path).find("919800000099") != std::string::npos);
+        CHECK(testing::file_bytes(db.path).find("919800000099") != std::string::npos);
     }
 
     // A backup reading the file holds the WAL: the erasure is answered at once (not after the
@@ -233,7 +222,7 @@ TEST_SUITE("server/sqlite_store") {
         // before the retry is done: look again for a while (a loaded machine took longer).
         const auto clean = [&] {
             for (const std::string& file : {db.path, db.path + "-wal"}) {
-                const std::string bytes = file_bytes(file);
+                const std::string bytes = testing::file_bytes(file);
                 if (bytes.find(user) != std::string::npos ||
                     bytes.find(secret) != std::string::npos)
                     return false;
@@ -413,7 +402,7 @@ TEST_SUITE("server/sqlite_store") {
     // A real full disk: a small tmpfs, filled by another file. Needs the right to mount (root
     // with CAP_SYS_ADMIN, as on the CI machine); elsewhere the case says so and checks nothing.
     TEST_CASE("a full disk fails a batch's writes whole, and writing resumes once space returns") {
-        const std::string dir = temp_dir();
+        const std::string dir = testing::temp_dir("civicflow-sqlite");
         if (::system(("mount -t tmpfs -o size=1m tmpfs '" + dir + "' 2>/dev/null").c_str()) != 0) {
             MESSAGE("cannot mount a tmpfs here (not root?): the full-disk case did not run");
             std::filesystem::remove(dir);

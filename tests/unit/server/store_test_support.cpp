@@ -99,6 +99,9 @@ void check_store_conformance(StoreUnderTest& s, const std::string& prefix) {
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,11 +148,25 @@ std::uint16_t free_port() {
 
 }  // namespace
 
+std::string temp_dir(const char* prefix) {
+    std::string pattern =
+        std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX");
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    return pattern;
+}
+
+std::string file_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 bool RedisServer::available() {
     return ::access(kRedisServer, X_OK) == 0;
 }
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(std::string dir, bool aof)
+    : dir_(std::move(dir))
+    , aof_(aof && !dir_.empty()) {
     if (!available())
         return;
     port_ = free_port();
@@ -170,12 +187,20 @@ bool RedisServer::start() {
         "127.0.0.1",
         "--save",
         "",
-        "--appendonly",
-        "no",
         "--loglevel",
         "warning",
         "--logfile",
         "/dev/null"};
+    if (!dir_.empty())
+        args.insert(args.end(), {"--dir", dir_});
+    if (aof_) {
+        args.insert(
+            args.end(),
+            {"--appendonly", "yes", "--appendfsync", "always", "--auto-aof-rewrite-percentage", "0"}
+        );
+    } else {
+        args.insert(args.end(), {"--appendonly", "no"});
+    }
     std::vector<char*> argv;
     for (auto& a : args)
         argv.push_back(a.data());

@@ -64,6 +64,12 @@ struct IoThread {
     std::thread thread;
 };
 
+/// A new empty directory under the system's temporary directory, named `prefix`-XXXXXX.
+std::string temp_dir(const char* prefix);
+
+/// A file's whole content ("" when it cannot be read).
+std::string file_bytes(const std::string& path);
+
 /// A store under test and its clock (ms since the epoch). `clock_driven` is false for stores
 /// whose expiry follows real time (Redis): the expiry checks are then skipped.
 struct StoreUnderTest {
@@ -80,11 +86,13 @@ void check_store_conformance(StoreUnderTest& s, const std::string& prefix);
 
 namespace civicflow::testing {
 
-/// A throwaway redis-server on a free loopback port (no persistence), killed on destruction.
-/// `available()` is false when no redis-server binary is installed: tests then skip.
+/// A throwaway redis-server on a free loopback port, killed on destruction: no persistence,
+/// or with `dir` as its working directory and, when `aof`, an append-only file there (fsync
+/// always, no automatic rewrites; a restart loads it). `available()` is false when no
+/// redis-server binary is installed: tests then skip.
 class RedisServer {
 public:
-    RedisServer();
+    explicit RedisServer(std::string dir = {}, bool aof = true);
     ~RedisServer();
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
@@ -105,6 +113,8 @@ public:
 private:
     int pid_ = -1;
     std::uint16_t port_ = 0;
+    std::string dir_;
+    bool aof_ = false;
 };
 
 }  // namespace civicflow::testing

@@ -89,6 +89,7 @@ struct StoreConfig {
     std::size_t cache_sessions = 50'000;
     Millis lease_ttl{30'000};
     Millis command_timeout{3'000};
+    Millis erasure_rewrite{10LL * 60 * 1000};  // redis: AOF rewrite this long after an erasure
 };
 
 /// The WhatsApp Cloud API channel. Secrets and the API base URL come from the environment

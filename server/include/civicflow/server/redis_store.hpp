@@ -28,7 +28,8 @@ namespace civicflow::server {
 ///   cf:c:{user}       consent "1|at|channel", no TTL
 ///   cf:p:{user}       pending call, TTL = message_ttl
 ///   cf:l:{user}       lease token, TTL = lease_ttl
-/// A turn's write and an erasure are each one Lua script, so they apply atomically.
+/// A turn's write and an erasure are each one Lua script, so they apply atomically. After an
+/// erasure the append-only file is rewritten (Options::erasure_rewrite), so it keeps no copy.
 /// Thread-safe.
 class RedisStore final : public Store {
 public:
@@ -42,6 +43,12 @@ public:
         // command waiting on it fails (503), and a new one is made. Redis stalled or the
         // network lost must not hold requests without an answer.
         std::chrono::milliseconds command_timeout{3'000};
+        // Redis's append-only file keeps every write until it is rewritten, an erased
+        // citizen's included. This long after an erasure (the first since the last rewrite),
+        // the store has Redis rewrite it (BGREWRITEAOF, when AOF is on and no rewrite that may
+        // predate the erasure is running) and waits for the rewrite to succeed; erasures in
+        // the meantime share that rewrite. 0: never (the operator rewrites it).
+        std::chrono::milliseconds erasure_rewrite{10LL * 60 * 1000};
     };
 
     /// Starts connecting (asynchronously: the store exists, unavailable, until connected).

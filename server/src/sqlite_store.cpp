@@ -629,11 +629,12 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
     impl->options = std::move(options);
     impl->cache = std::make_unique<detail::StateCache>(impl->options.cache_entries);
     impl->clock = std::move(clock);
+    const char* vfs = impl->options.vfs.empty() ? nullptr : impl->options.vfs.c_str();
     const int rc = sqlite3_open_v2(
         impl->options.path.c_str(),
         &impl->db,
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-        nullptr
+        vfs
     );
     if (rc != SQLITE_OK) {
         return engine::Error{
@@ -677,7 +678,7 @@ engine::Result<std::unique_ptr<SqliteStore>> SqliteStore::open(Options options, 
             impl->options.path.c_str(),
             &impl->ckpt_db,
             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-            nullptr
+            vfs
         ) != SQLITE_OK ||
         sqlite3_exec(impl->ckpt_db, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr) !=
             SQLITE_OK) {

@@ -1,9 +1,12 @@
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -50,6 +53,164 @@ server::TurnWrite turn(const std::string& user, const std::string& session) {
     w.session_ttl_ms = 3'600'000;
     return w;
 }
+
+// A SQLite VFS over the default one, for a disk failing under a transaction: while `armed`,
+// a write to a WAL file whose bytes contain "HOLD-MARK" waits until `release` is set (so
+// tests can queue work behind the writer), and one containing "FAIL-MARK" fails with
+// SQLITE_IOERR_WRITE. Registered once, as "civicflow-faulty"; Options::vfs selects it.
+namespace faulty {
+
+std::atomic<bool> armed{false};
+std::atomic<bool> holding{false};
+std::atomic<bool> release{false};
+std::atomic<int> failed_writes{0};
+sqlite3_vfs* real = nullptr;
+
+struct File {
+    sqlite3_file base;
+    sqlite3_file* inner;
+    bool wal;
+};
+
+sqlite3_file* inner(sqlite3_file* f) {
+    return reinterpret_cast<File*>(f)->inner;
+}
+
+bool holds(const void* p, int n, std::string_view marker) {
+    return std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(n))
+               .find(marker) != std::string_view::npos;
+}
+
+int close(sqlite3_file* f) {
+    return inner(f)->pMethods->xClose(inner(f));
+}
+
+int read(sqlite3_file* f, void* p, int n, sqlite3_int64 at) {
+    return inner(f)->pMethods->xRead(inner(f), p, n, at);
+}
+
+int write(sqlite3_file* f, const void* p, int n, sqlite3_int64 at) {
+    if (reinterpret_cast<File*>(f)->wal && armed.load()) {
+        if (holds(p, n, "HOLD-MARK")) {
+            holding = true;
+            while (!release.load())
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        if (holds(p, n, "FAIL-MARK")) {
+            ++failed_writes;
+            return SQLITE_IOERR_WRITE;
+        }
+    }
+    return inner(f)->pMethods->xWrite(inner(f), p, n, at);
+}
+
+int truncate(sqlite3_file* f, sqlite3_int64 size) {
+    return inner(f)->pMethods->xTruncate(inner(f), size);
+}
+
+int sync(sqlite3_file* f, int flags) {
+    return inner(f)->pMethods->xSync(inner(f), flags);
+}
+
+int file_size(sqlite3_file* f, sqlite3_int64* size) {
+    return inner(f)->pMethods->xFileSize(inner(f), size);
+}
+
+int lock(sqlite3_file* f, int level) {
+    return inner(f)->pMethods->xLock(inner(f), level);
+}
+
+int unlock(sqlite3_file* f, int level) {
+    return inner(f)->pMethods->xUnlock(inner(f), level);
+}
+
+int check_reserved(sqlite3_file* f, int* out) {
+    return inner(f)->pMethods->xCheckReservedLock(inner(f), out);
+}
+
+int file_control(sqlite3_file* f, int op, void* arg) {
+    return inner(f)->pMethods->xFileControl(inner(f), op, arg);
+}
+
+int sector_size(sqlite3_file* f) {
+    return inner(f)->pMethods->xSectorSize(inner(f));
+}
+
+int device(sqlite3_file* f) {
+    return inner(f)->pMethods->xDeviceCharacteristics(inner(f));
+}
+
+int shm_map(sqlite3_file* f, int region, int size, int extend, volatile void** out) {
+    return inner(f)->pMethods->xShmMap(inner(f), region, size, extend, out);
+}
+
+int shm_lock(sqlite3_file* f, int offset, int n, int flags) {
+    return inner(f)->pMethods->xShmLock(inner(f), offset, n, flags);
+}
+
+void shm_barrier(sqlite3_file* f) {
+    inner(f)->pMethods->xShmBarrier(inner(f));
+}
+
+int shm_unmap(sqlite3_file* f, int remove) {
+    return inner(f)->pMethods->xShmUnmap(inner(f), remove);
+}
+
+int fetch(sqlite3_file* f, sqlite3_int64 at, int n, void** out) {
+    return inner(f)->pMethods->xFetch(inner(f), at, n, out);
+}
+
+int unfetch(sqlite3_file* f, sqlite3_int64 at, void* p) {
+    return inner(f)->pMethods->xUnfetch(inner(f), at, p);
+}
+
+const sqlite3_io_methods methods{
+    3,
+    close,
+    read,
+    write,
+    truncate,
+    sync,
+    file_size,
+    lock,
+    unlock,
+    check_reserved,
+    file_control,
+    sector_size,
+    device,
+    shm_map,
+    shm_lock,
+    shm_barrier,
+    shm_unmap,
+    fetch,
+    unfetch};
+
+int open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_flags) {
+    auto* file = reinterpret_cast<File*>(f);
+    file->inner = reinterpret_cast<sqlite3_file*>(file + 1);
+    file->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    const int rc = real->xOpen(real, name, file->inner, flags, out_flags);
+    // SQLite calls xClose when pMethods is set, even after a failed open.
+    file->base.pMethods = file->inner->pMethods != nullptr ? &methods : nullptr;
+    return rc;
+}
+
+const char* name() {
+    static sqlite3_vfs vfs = [] {
+        real = sqlite3_vfs_find(nullptr);
+        sqlite3_vfs v = *real;
+        v.pNext = nullptr;
+        v.zName = "civicflow-faulty";
+        v.szOsFile = static_cast<int>(sizeof(File)) + real->szOsFile;
+        v.xOpen = open;
+        return v;
+    }();
+    static const bool registered = sqlite3_vfs_register(&vfs, 0) == SQLITE_OK;
+    REQUIRE(registered);
+    return vfs.zName;
+}
+
+}  // namespace faulty
 
 }  // namespace
 
@@ -467,6 +628,85 @@ TEST_SUITE("server/sqlite_store") {
         CHECK(run(store->load("before", {}))->session == "s0");
         CHECK(run(store->load("after", {}))->session.has_value());
         CHECK_FALSE(run(store->load("full0", {}))->session.has_value());
+    }
+
+    // A disk error under a cache spill (a write larger than SQLite's page cache puts pages in
+    // the WAL before its commit) makes SQLite roll the whole transaction back mid-batch: the
+    // batch's writes before it went with it, and the ones after must not run on their own
+    // (each would commit by itself, outside the batch and its sync). None is acknowledged,
+    // none is stored.
+    TEST_CASE("a transaction SQLite rolls back mid-batch fails every write of the batch") {
+        Db db;
+        server::SqliteStore::Options options;
+        options.path = db.path;
+        options.vfs = faulty::name();
+        {
+            auto opened = server::SqliteStore::open(options);
+            REQUIRE(opened);
+            auto& store = **opened;
+            REQUIRE(run(store.write(turn("before", "s0"))));
+            faulty::failed_writes = 0;
+            faulty::holding = false;
+            faulty::release = false;
+            faulty::armed = true;
+            // The writer commits this one and waits inside it, until the batch is queued.
+            std::thread first([&] { CHECK(run(store.write(turn("first", "HOLD-MARK")))); });
+            while (!faulty::holding.load())
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            // Queued together behind it: one batch, its fourth write 3 MiB (more than the
+            // page cache, so it spills), each of the others a page.
+            std::string big;
+            while (big.size() < 3 * 1024 * 1024)
+                big += "FAIL-MARK ";
+            asio::io_context ioc;
+            std::atomic<int> stored{0};
+            std::vector<std::string> errors;
+            for (int i = 0; i < 8; ++i) {
+                asio::co_spawn(
+                    ioc,
+                    [&, i]() -> asio::awaitable<void> {
+                        // Built before the co_await: g++ 12 destroys the temporary of a
+                        // conditional inside one twice.
+                        server::TurnWrite w = turn(
+                            "batch" + std::to_string(i), i == 3 ? big : "s" + std::to_string(i)
+                        );
+                        auto r = co_await store.write(std::move(w));
+                        if (r)
+                            ++stored;
+                        else
+                            errors.push_back(r.error().message);
+                    },
+                    asio::detached
+                );
+            }
+            ioc.poll();  // every write has handed its job to the store
+            faulty::release = true;
+            first.join();
+            ioc.run();
+            faulty::armed = false;
+            CHECK(faulty::failed_writes.load() > 0);
+            CHECK(stored.load() == 0);
+            REQUIRE(errors.size() == 8);
+            CHECK(std::count_if(errors.begin(), errors.end(), [](const std::string& e) {
+                      return e.find("the transaction was rolled back") != std::string::npos;
+                  }) == 7);
+            for (int i = 0; i < 8; ++i)
+                CHECK_FALSE(run(store.load("batch" + std::to_string(i), {}))->session.has_value());
+            CHECK(run(store.load("before", {}))->session == "s0");
+            CHECK(run(store.load("first", {}))->session == "HOLD-MARK");
+            // The disk works again: so does the store.
+            REQUIRE(run(store.write(turn("after", "s1"))));
+            CHECK(run(store.load("after", {}))->session == "s1");
+        }
+        auto reopened = server::SqliteStore::open(options);
+        REQUIRE(reopened);
+        for (int i = 0; i < 8; ++i) {
+            CHECK_FALSE(run((*reopened)->load("batch" + std::to_string(i), {}))->session.has_value()
+            );
+        }
+        CHECK(run((*reopened)->load("before", {}))->session == "s0");
+        CHECK(run((*reopened)->load("first", {}))->session == "HOLD-MARK");
+        CHECK(run((*reopened)->load("after", {}))->session == "s1");
     }
 
     TEST_CASE("an unopenable path is a clear error") {

@@ -55,6 +55,9 @@ public:
         // How the WAL file is put on disk (durable stores): ::fdatasync unless set. Tests set
         // it to fail, as a disk does; after a failure every write is refused (see open()).
         std::function<int(int fd)> sync_file;
+        // The SQLite VFS both connections open the file through (sqlite3_vfs_register);
+        // empty: the default. Tests register one that fails writes, as a failing disk does.
+        std::string vfs;
     };
 
     /// Opens (creating if needed) and migrates the database, then starts the writer thread.

@@ -7,6 +7,7 @@
 #include <civicflow/server/logger.hpp>
 
 #include "job_queue.hpp"
+#include "sqlite_util.hpp"
 #include "store_job.hpp"
 
 #include <sqlite3.h>
@@ -14,6 +15,8 @@
 namespace civicflow::server {
 
 namespace asio = boost::asio;
+using sqlite::db_error;
+using sqlite::Statement;
 
 namespace {
 
@@ -92,11 +95,6 @@ constexpr std::int64_t kSweepRows = 2000;  // per table per periodic sweep: boun
     " next_attempt_at, state, wamid, sent_at, delivered_at, read_at, failed_at, error_code," \
     " error_title, last_error, finished_at"
 
-engine::Error db_error(sqlite3* db, const char* what) {
-    // SQLite's messages name tables and constraints, never bound values.
-    return engine::Error{"store", std::string(what) + ": " + sqlite3_errmsg(db)};
-}
-
 engine::Error closed_error() {
     return engine::Error{"store", "the channel store is closed"};
 }
@@ -108,65 +106,6 @@ engine::Error missing_ids() {
 engine::Error missing_wamid() {
     return engine::Error{"store", "an inbox item needs a wamid and a citizen key"};
 }
-
-// A prepared statement, reset after each use.
-class Statement {
-public:
-    Statement() = default;
-    Statement(const Statement&) = delete;
-    Statement& operator=(const Statement&) = delete;
-
-    ~Statement() { sqlite3_finalize(stmt_); }
-
-    bool prepare(sqlite3* db, const char* sql) {
-        return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) ==
-               SQLITE_OK;
-    }
-
-    Statement& bind(int i, const std::string& s) {
-        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
-        return *this;
-    }
-
-    Statement& bind(int i, std::int64_t v) {
-        sqlite3_bind_int64(stmt_, i, v);
-        return *this;
-    }
-
-    Statement& bind_or_null(int i, const std::string& s) {
-        if (s.empty()) {
-            sqlite3_bind_null(stmt_, i);
-            return *this;
-        }
-        return bind(i, s);
-    }
-
-    // Runs to completion (writes); returns the last result code.
-    int exec() {
-        int rc = 0;
-        while ((rc = sqlite3_step(stmt_)) == SQLITE_ROW) {
-        }
-        reset();
-        return rc;
-    }
-
-    int step() { return sqlite3_step(stmt_); }
-
-    std::string text(int col) const {
-        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-        return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
-    }
-
-    std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-
-    void reset() {
-        sqlite3_reset(stmt_);
-        sqlite3_clear_bindings(stmt_);
-    }
-
-private:
-    sqlite3_stmt* stmt_ = nullptr;
-};
 
 struct Statements {
     Statement begin, commit, rollback, savepoint, release, rollback_to;
@@ -257,58 +196,10 @@ struct ChannelSqliteStore::Impl {
             .count();
     }
 
-    bool exec(const char* sql) {
-        return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
-    }
+    bool exec(const char* sql) { return sqlite::exec(db, sql); }
 
     engine::Result<engine::Ok> migrate() {
-        // BEGIN IMMEDIATE first: the session store may be migrating the same file right now.
-        if (!exec("BEGIN IMMEDIATE"))
-            return db_error(db, "cannot begin a migration");
-        engine::Result<engine::Ok> result = migrate_in_transaction();
-        if (!result) {
-            exec("ROLLBACK");
-            return result;
-        }
-        if (!exec("COMMIT")) {
-            engine::Error e = db_error(db, "cannot commit a migration");
-            exec("ROLLBACK");
-            return e;
-        }
-        return engine::Ok{};
-    }
-
-    engine::Result<engine::Ok> migrate_in_transaction() {
-        if (!exec("CREATE TABLE IF NOT EXISTS wa_schema_version(version INTEGER NOT NULL)"))
-            return db_error(db, "cannot create the schema version table");
-        int version = 0;
-        {
-            Statement q;
-            if (!q.prepare(db, "SELECT version FROM wa_schema_version"))
-                return db_error(db, "cannot read the schema version");
-            if (q.step() == SQLITE_ROW)
-                version = static_cast<int>(q.int64(0));
-        }
-        if (version > kSchemaVersion) {
-            return engine::Error{
-                "store",
-                "the database has channel schema version " + std::to_string(version) +
-                    ", newer than this build's " + std::to_string(kSchemaVersion) +
-                    "; refusing to open it"};
-        }
-        for (int v = version; v < kSchemaVersion; ++v) {
-            if (!exec(kMigrations[v]))
-                return db_error(db, "migration failed");
-        }
-        if (version < kSchemaVersion) {
-            const std::string set =
-                "DELETE FROM wa_schema_version; INSERT INTO "
-                "wa_schema_version VALUES(" +
-                std::to_string(kSchemaVersion) + ")";
-            if (!exec(set.c_str()))
-                return db_error(db, "cannot record the schema version");
-        }
-        return engine::Ok{};
+        return sqlite::migrate(db, "wa_schema_version", kMigrations, "channel schema");
     }
 
     engine::Result<engine::Ok> prepare() {

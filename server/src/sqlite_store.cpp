@@ -11,6 +11,7 @@
 
 #include "job_queue.hpp"
 #include "metrics_text.hpp"
+#include "sqlite_util.hpp"
 #include "state_cache.hpp"
 #include "store_job.hpp"
 
@@ -21,6 +22,8 @@
 namespace civicflow::server {
 
 namespace asio = boost::asio;
+using sqlite::db_error;
+using sqlite::Statement;
 
 namespace {
 
@@ -49,64 +52,6 @@ const engine::Error kSyncFailed{
     "store",
     "the disk failed to sync the database (see the log event store_sync_failed); writes are "
     "refused until civicflow is restarted"};
-
-engine::Error db_error(sqlite3* db, const char* what) {
-    // SQLite's messages name tables and constraints, never bound values.
-    return engine::Error{"store", std::string(what) + ": " + sqlite3_errmsg(db)};
-}
-
-// A prepared statement, reset after each use.
-class Statement {
-public:
-    Statement() = default;
-    Statement(const Statement&) = delete;
-    Statement& operator=(const Statement&) = delete;
-
-    ~Statement() { sqlite3_finalize(stmt_); }
-
-    bool prepare(sqlite3* db, const char* sql) {
-        return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) ==
-               SQLITE_OK;
-    }
-
-    Statement& bind(int i, const std::string& s) {
-        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
-        return *this;
-    }
-
-    Statement& bind(int i, std::int64_t v) {
-        sqlite3_bind_int64(stmt_, i, v);
-        return *this;
-    }
-
-    // Runs to completion (writes); returns the last result code.
-    int exec() {
-        int rc = 0;
-        while ((rc = sqlite3_step(stmt_)) == SQLITE_ROW) {
-        }
-        reset();
-        return rc;
-    }
-
-    int step() { return sqlite3_step(stmt_); }
-
-    std::string text(int col) const {
-        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-        return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
-    }
-
-    std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-
-    bool null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-
-    void reset() {
-        sqlite3_reset(stmt_);
-        sqlite3_clear_bindings(stmt_);
-    }
-
-private:
-    sqlite3_stmt* stmt_ = nullptr;
-};
 
 struct Statements {
     Statement begin, begin_read, commit, rollback, savepoint, release, rollback_to;
@@ -213,44 +158,10 @@ struct SqliteStore::Impl {
             .count();
     }
 
-    bool exec(const char* sql) {
-        return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
-    }
+    bool exec(const char* sql) { return sqlite::exec(db, sql); }
 
     engine::Result<engine::Ok> migrate() {
-        if (!exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"))
-            return db_error(db, "cannot create the schema version table");
-        int version = 0;
-        {
-            Statement q;
-            if (!q.prepare(db, "SELECT version FROM schema_version"))
-                return db_error(db, "cannot read the schema version");
-            if (q.step() == SQLITE_ROW)
-                version = static_cast<int>(q.int64(0));
-        }
-        if (version > kSchemaVersion) {
-            return engine::Error{
-                "store",
-                "the database has schema version " + std::to_string(version) +
-                    ", newer than this build's " + std::to_string(kSchemaVersion) +
-                    "; refusing to open it"};
-        }
-        for (int v = version; v < kSchemaVersion; ++v) {
-            if (!exec("BEGIN IMMEDIATE"))
-                return db_error(db, "cannot begin a migration");
-            const std::string set =
-                "DELETE FROM schema_version; INSERT INTO schema_version "
-                "VALUES(" +
-                std::to_string(v + 1) + ")";
-            if (!exec(kMigrations[v]) || !exec(set.c_str())) {
-                engine::Error e = db_error(db, "migration failed");
-                exec("ROLLBACK");
-                return e;
-            }
-            if (!exec("COMMIT"))
-                return db_error(db, "cannot commit a migration");
-        }
-        return engine::Ok{};
+        return sqlite::migrate(db, "schema_version", kMigrations, "schema");
     }
 
     engine::Result<engine::Ok> prepare() {

@@ -511,7 +511,8 @@ void TurnRunner::go(const Flow* flow, int state_index) {
             case StateKind::kMenu:
             case StateKind::kAsk:
             case StateKind::kFreeText:
-                prompt(*flow, st);
+                if (st.kind != StateKind::kFreeText)  // its question, `say`, is out already
+                    prompt(*flow, st);
                 s().waiting = waiting_for(st);
                 push_history();
                 return;
@@ -612,6 +613,10 @@ void TurnRunner::prompt(const Flow& flow, const State& st) {
         }
         case StateKind::kAsk:
             reply_text(st.ask->prompt);
+            return;
+        case StateKind::kFreeText:
+            // A state that waits for typed text asks its question in `say`.
+            reply_text(st.say);
             return;
         default:
             return;
@@ -1260,7 +1265,8 @@ Turn TurnRunner::run() {
                 const Flow* entry = current_flow();
                 const State* first = current_state();
                 if (!aborted_ && in_.kind == Input::Kind::kText && entry != nullptr &&
-                    first != nullptr && s().waiting == Waiting::kMenu) {
+                    first != nullptr &&
+                    (s().waiting == Waiting::kMenu || s().waiting == Waiting::kText)) {
                     if (!try_routes(*entry, *first, norm)) {
                         try_faq(*entry, norm);
                     }

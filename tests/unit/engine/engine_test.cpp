@@ -1,5 +1,6 @@
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -679,5 +680,100 @@ TEST_SUITE("engine/engine") {
         CHECK(t.replies[0].text == "Renewal documents: old passport.");
         CHECK(t.replies[1].text == "Choose:");
         CHECK(t.session.state == "menu");
+    }
+}
+
+namespace {
+
+// A desk whose entry state waits for typed text (say + match, no menu), with an FAQ.
+const char* const kDesk = R"(version: 1
+flow: main
+title: { en: "Complaints", hi: "शिकायतें" }
+start: what
+states:
+  what:
+    say: { en: "Tell us the problem in a few words.", hi: "समस्या कुछ शब्दों में बताएं।" }
+    match:
+      - keywords: [water, पानी]
+        goto: water
+    otherwise:
+      say: { en: "Please say water.", hi: "कृपया पानी लिखें।" }
+      retry: 3
+      then: water
+  water:
+    say: { en: "Water complaint noted.", hi: "पानी की शिकायत दर्ज हुई।" }
+    end: true
+faq:
+  - id: hours
+    match: { keywords: { en: [hours], hi: [समय] } }
+    answer: { en: "Open 9 to 5.", hi: "9 से 5 बजे तक खुला।" }
+)";
+
+struct DeskChat : Chat {
+    DeskChat() {
+        LoadResult r = load_flows({{"helpline.yaml", kHelpline}, {"main.yaml", kDesk}});
+        if (!r.flows) {
+            FAIL(format_text(r.diagnostics, r.sources));
+        }
+        flows = r.flows;
+    }
+
+    std::vector<std::string> texts() const {
+        std::vector<std::string> out;
+        for (const Reply& r : last.replies)
+            out.push_back(r.text);
+        return out;
+    }
+};
+
+using Texts = std::vector<std::string>;
+
+}  // namespace
+
+TEST_SUITE("engine/engine") {
+    // A free-text state's question is its `say`: whatever answers the citizen without leaving
+    // the state (an FAQ, help, back, a wrong answer, a language change) asks it again, as a
+    // menu is shown again.
+    TEST_CASE("a free-text state asks its question again after an answer that stays in it") {
+        DeskChat c;
+        c.send("hello");
+        CHECK(c.texts() == Texts{"Tell us the problem in a few words."});
+        CHECK(c.session.waiting == Waiting::kText);
+        c.send("what are your hours");
+        CHECK(c.texts() == Texts{"Open 9 to 5.", "Tell us the problem in a few words."});
+        c.send("help");
+        CHECK(
+            c.texts() == Texts{"Send MENU to start again.", "Tell us the problem in a few words."}
+        );
+        c.send("something else");
+        CHECK(c.texts() == Texts{"Please say water.", "Tell us the problem in a few words."});
+        c.send("language");
+        REQUIRE(c.last.replies.size() == 1);
+        CHECK(c.last.replies[0].kind == Reply::Kind::kMenu);
+        c.send("2");
+        CHECK(c.texts() == Texts{"समस्या कुछ शब्दों में बताएं।"});
+        CHECK(c.session.waiting == Waiting::kText);
+        c.send("पानी");
+        CHECK(c.texts() == Texts{"पानी की शिकायत दर्ज हुई।"});
+    }
+
+    TEST_CASE("a first message is tried against a free-text entry state's routes and FAQ") {
+        DeskChat c;
+        c.send("water problem in my street");
+        CHECK(c.texts() == Texts{"Tell us the problem in a few words.", "Water complaint noted."});
+        DeskChat d;
+        d.send("hours?");
+        CHECK(
+            d.texts() ==
+            Texts{
+                "Tell us the problem in a few words.",
+                "Open 9 to 5.",
+                "Tell us the problem in a few words."}
+        );
+        // A greeting only starts the conversation: no "not understood" on top of the welcome.
+        DeskChat e;
+        e.send("namaste");
+        CHECK(e.texts() == Texts{"Tell us the problem in a few words."});
+        CHECK(e.session.attempts == 0);
     }
 }

@@ -176,6 +176,23 @@ Window window_of(const std::string& line, int column) {
     return w;
 }
 
+// Control characters of a file (a NUL of a UTF-16 file, an escape sequence) shown as U+FFFD:
+// a NUL would end the report where a C string is printed, and a terminal would act on the
+// others. One code point each way, so carets stay in place.
+std::string printable(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c < 0x20U && c != '\n' && c != '\t') || c == 0x7FU) {
+            out += "\xEF\xBF\xBD";
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 std::string plural(int n, std::string_view word) {
     std::string out = std::to_string(n) + " " + std::string(word);
     if (n != 1) {
@@ -290,7 +307,7 @@ std::string format_text(const Diagnostics& diags, const SourceCache& sources, bo
                 file + ": " + plural(errors, "error") + ", " + plural(warnings, "warning") + '\n';
         }
     }
-    return out;
+    return printable(out);
 }
 
 std::string format_json(const Diagnostics& diags) {

@@ -253,7 +253,8 @@ void Checker::resolve_entry() {
                 "E103",
                 SourceLocation{in_.directory, 0, 0},
                 "no flows: no .yaml or .yml file here has the key 'flow'",
-                "a flow file starts with 'flow: NAME'; check the directory given (--flows)"
+                "a flow file starts with 'flow: NAME'; check that the directory given is the flows "
+                "directory"
             );
         }
         return;

@@ -70,10 +70,43 @@ namespace {
 
 /// A fix for a YAML reader message (yaml-cpp's texts, see yaml-cpp/exceptions.h): the reader
 /// stops where it gave up, so the hint says what to look for above that point.
-std::string syntax_hint(std::string_view message) {
+// Whether a line up to `line` + 1 (1-based) is indented with a tab: YAML forbids tabs there, and
+// the reader's message then names whatever it tripped on next, never the tab.
+bool tab_indented_up_to(std::string_view text, int line) {
+    int number = 1;
+    std::size_t at = 0;
+    while (at < text.size() && number <= line + 1) {
+        std::size_t i = at;
+        bool tab = false;
+        while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) {
+            tab = tab || text[i] == '\t';
+            ++i;
+        }
+        if (tab && i < text.size() && text[i] != '\n' && text[i] != '\r' && text[i] != '#')
+            return true;
+        const std::size_t end = text.find('\n', at);
+        if (end == std::string_view::npos)
+            break;
+        at = end + 1;
+        ++number;
+    }
+    return false;
+}
+
+// Control characters YAML does not allow in a file (tab, line feed and carriage return it does).
+constexpr char kControlBytes[] =
+    "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0B\x0C\x0E\x0F\x10\x11\x12\x13\x14\x15\x16\x17"
+    "\x18\x19\x1A\x1B\x1C\x1D\x1E\x1F\x7F";
+constexpr std::string_view kControlCharacters{kControlBytes, sizeof kControlBytes - 1};
+
+std::string syntax_hint(std::string_view message, bool tab_indented = false) {
     const auto has = [&](std::string_view part) {
         return message.find(part) != std::string_view::npos;
     };
+    if (tab_indented) {
+        return "indent with spaces only: a line at or above this one is indented with a tab, "
+               "which YAML does not allow";
+    }
     if (has("sequence flow")) {
         return "close the '[' opened on this line or above with ']', or quote a text that holds "
                "',', '[' or ']'";
@@ -696,12 +729,38 @@ Document parse(
         const auto column = static_cast<int>(utf8_length(before.substr(from))) + 1;
         char byte[8];
         std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[valid]));
+        const bool utf16 = text.starts_with("\xFF\xFE") || text.starts_with("\xFE\xFF");
         diags.error(
             "E100",
             SourceLocation{file, line, column},
-            std::string("the file is not UTF-8: byte ") + byte +
-                " cannot start or continue a character here",
+            utf16 ? std::string("the file is UTF-16 (it starts with a UTF-16 byte-order mark), not "
+                                "UTF-8")
+                  : std::string("the file is not UTF-8: byte ") + byte +
+                        " cannot start or continue a character here",
             "save the file with the UTF-8 encoding (in most editors: Save as, Encoding: UTF-8)"
+        );
+        return doc;
+    }
+    if (const std::size_t at = text.find_first_of(kControlCharacters);
+        at != std::string_view::npos) {
+        // YAML allows no control character but tab and line breaks; one in a text would reach
+        // citizens. A file saved as UTF-16 has a NUL beside every ASCII letter.
+        const std::string_view before = text.substr(0, at);
+        const std::size_t newline = before.rfind('\n');
+        const std::size_t from = newline == std::string_view::npos ? 0 : newline + 1;
+        const auto line = static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1;
+        const auto column = static_cast<int>(utf8_length(before.substr(from))) + 1;
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[at]));
+        const bool nul = text[at] == '\0';
+        diags.error(
+            "E100",
+            SourceLocation{file, line, column},
+            std::string("the file holds a control character (byte ") + byte + ")" +
+                (nul ? ": it may be saved as UTF-16, not UTF-8" : ""),
+            nul ? "save the file with the UTF-8 encoding (in most editors: Save as, Encoding: "
+                  "UTF-8)"
+                : "delete the character (an editor may show it as a box or not at all)"
         );
         return doc;
     }
@@ -744,7 +803,10 @@ Document parse(
     } catch (const YAML::ParserException& e) {
         const auto [line, column] = positions.at(e.mark);
         diags.error(
-            "E100", SourceLocation{file, line, column}, "invalid YAML: " + e.msg, syntax_hint(e.msg)
+            "E100",
+            SourceLocation{file, line, column},
+            "invalid YAML: " + e.msg,
+            syntax_hint(e.msg, tab_indented_up_to(text, line))
         );
         return doc;
     } catch (const std::bad_alloc&) {

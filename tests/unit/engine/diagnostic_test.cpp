@@ -1,3 +1,5 @@
+#include <string>
+
 #include <doctest/doctest.h>
 
 #include <civicflow/engine/diagnostic.hpp>
@@ -61,6 +63,28 @@ TEST_SUITE("engine/diagnostic") {
             "a.yaml:1:10: error[E109]: long\n"
             "    1 | x: { hi: \"नमस्ते\", en: 1 }\n"
             "      |          ^~~~~~~~~~~~~~~~~\n"
+        );
+    }
+
+    // A file saved as UTF-16 has a NUL after every ASCII character: printed as a C string the
+    // report stopped at the first one, hiding every later error and the summary.
+    TEST_CASE("control characters of a file are shown as U+FFFD, the report whole") {
+        SourceCache sources;
+        sources.put("u16.yaml", std::string("v\0e\0r\0\x1b[2J: 1\n", 14));
+        Diagnostics diags;
+        diags.error("E100", {"u16.yaml", 1, 7}, "bad \x01key", "a hint", 1);
+        diags.error("E102", {"zz.yaml", 2, 1}, "unknown key 'gotoo'", {}, 5);
+        CHECK(
+            format_text(diags, sources) ==
+            "u16.yaml:1:7: error[E100]: bad \xEF\xBF\xBDkey\n"
+            "    1 | v\xEF\xBF\xBD"
+            "e\xEF\xBF\xBD"
+            "r\xEF\xBF\xBD\xEF\xBF\xBD[2J: 1\n"
+            "      |       ^\n"
+            "  hint: a hint\n"
+            "zz.yaml:2:1: error[E102]: unknown key 'gotoo'\n"
+            "u16.yaml: 1 error, 0 warnings\n"
+            "zz.yaml: 1 error, 0 warnings\n"
         );
     }
 

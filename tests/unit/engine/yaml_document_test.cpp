@@ -78,6 +78,47 @@ TEST_SUITE("engine/yaml_document") {
         REQUIRE(utf16.items().size() == 1);
         CHECK(utf16.items()[0].location.line == 1);
         CHECK(utf16.items()[0].location.column == 1);
+        CHECK(
+            utf16.items()[0].message ==
+            "the file is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8"
+        );
+    }
+
+    // YAML allows no control character but tab and line breaks; a NUL (a file saved as UTF-16
+    // without a byte-order mark has one beside every letter) or an escape would reach citizens.
+    TEST_CASE("a control character in the file is E100 at its place") {
+        CHECK(
+            errors_of(std::string("flow: main\ntitle: F\0e\0e\0s\n", 26)) ==
+            "f.yaml:2:9: error[E100]: the file holds a control character (byte 0x00): it may "
+            "be saved as UTF-16, not UTF-8\n"
+            "    2 | title: F\xEF\xBF\xBD"
+            "e\xEF\xBF\xBD"
+            "e\xEF\xBF\xBD"
+            "s\n"
+            "      |         ^\n"
+            "  hint: save the file with the UTF-8 encoding (in most editors: Save as, Encoding: "
+            "UTF-8)\n"
+        );
+        CHECK(
+            errors_of("say: \"caf\xC3\xA9 \x1B[31mred\"\n") ==
+            "f.yaml:1:12: error[E100]: the file holds a control character (byte 0x1B)\n"
+            "    1 | say: \"caf\xC3\xA9 \xEF\xBF\xBD[31mred\"\n"
+            "      |            ^\n"
+            "  hint: delete the character (an editor may show it as a box or not at all)\n"
+        );
+        // Tabs, line feeds and carriage returns are not control characters here.
+        CHECK(errors_of("a: \"x\ty\"\r\nb: 2\r\n").empty());
+    }
+
+    TEST_CASE("a syntax error after a tab-indented line hints at the tab") {
+        const std::string out = errors_of("states:\n  a:\n\tsay: hi\n  b: 1\n");
+        CHECK(out.find("error[E100]") != std::string::npos);
+        CHECK(
+            out.find("hint: indent with spaces only: a line at or above this one is indented "
+                     "with a tab") != std::string::npos
+        );
+        // A tab after the indentation (inside a text) is not one.
+        CHECK(errors_of("a: [1, 2\nb: \"x\ty\"\n").find("close the '['") != std::string::npos);
     }
 
     TEST_CASE("a mapping keeps keys in order with 1-based positions") {

@@ -34,6 +34,16 @@ ApiReply error_reply(unsigned status, const engine::Error& error, std::string_vi
 
 ApiReply store_failure(const engine::Error& error, std::string_view rid) {
     Logger::log(LogLevel::kError, rid, "store_failed", "code=" + error.code);
+    if (error.code == "citizen_busy") {
+        return ApiReply{
+            503,
+            encode_error(
+                "citizen_busy",
+                "another instance is still handling this citizen's previous message; the turn "
+                "did not run, retry later",
+                rid
+            )};
+    }
     return ApiReply{
         503,
         encode_error(

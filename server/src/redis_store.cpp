@@ -66,6 +66,8 @@ const engine::Error kUnavailable{"store", "redis is unreachable"};
 // A turn's final write found its lease expired (and perhaps taken by another instance): it
 // wrote nothing, and the message is answered 503 to be retried.
 const engine::Error kLeaseLost{"store", "the citizen's lease expired before the turn was stored"};
+// Another instance held the citizen's lease for all of lease_wait.
+const engine::Error kLeaseTimeout{"citizen_busy", "timed out waiting for a citizen lease"};
 
 // One turn's effects, atomically (see the key list in redis_store.hpp). With a lease token
 // (ARGV[11]: the turn's final write, which releases it; ARGV[12]: a write within the turn,
@@ -107,6 +109,19 @@ local ids = redis.call('SMEMBERS', KEYS[2])
 for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return 1
+)";
+
+// Takes over a lease this process left behind (ARGV[1]: its token prefix): a lease whose
+// SET NX was applied though its reply never came (Redis stalled, the connection dropped), or
+// whose release was lost. The caller holds the citizen's place in this process's queue, so no
+// turn of this process holds it.
+constexpr const char* kTakeOverScript = R"(
+local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
 )";
 
 // Deletes the lease only when it is still ours (it may have expired and been taken).
@@ -266,6 +281,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     const Script session_release_script{kSessionReleaseScript};
     const Script erase_script{kEraseScript};
     const Script release_script{kReleaseScript};
+    const Script take_over_script{kTakeOverScript};
     std::atomic<std::uint64_t> lease_seq{0};
 
     // Connection state: only touched on the strand.
@@ -929,6 +945,14 @@ std::string RedisStore::lease_command(const Lease& lease) const {
         .take();
 }
 
+std::string RedisStore::take_over_call(const Lease& lease) const {
+    const std::string own_prefix = impl_->lease_prefix + "-";
+    const std::string ttl = std::to_string(impl_->options.lease_ttl.count());
+    return script_call(
+        impl_->take_over_script, {key("l", lease.user)}, {own_prefix, lease.token, ttl}
+    );
+}
+
 Lease RedisStore::new_lease(const std::string& user) const {
     return Lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
 }
@@ -968,9 +992,17 @@ asio::awaitable<engine::Result<Lease>> RedisStore::acquire_lease(const std::stri
             co_return reply.error();
         if (!reply->nil())
             co_return lease;
-        // Another instance runs a turn for this citizen: wait for it, briefly and boundedly.
+        // Held: by a lease this process left behind (taken over at once), or by another
+        // instance's turn for this citizen (waited for, briefly and boundedly).
+        // Built outside the co_await: g++ 12 cannot keep an initializer list across one.
+        std::string take_over = take_over_call(lease);
+        auto taken = co_await impl_->command(std::move(take_over), &impl_->take_over_script);
+        if (!taken)
+            co_return taken.error();
+        if (taken->type == REDIS_REPLY_INTEGER && taken->integer == 1)
+            co_return lease;
         if (std::chrono::steady_clock::now() + pause > deadline)
-            co_return engine::Error{"store", "timed out waiting for a citizen lease"};
+            co_return kLeaseTimeout;
         if (!timer)
             timer.emplace(co_await asio::this_coro::executor);
         timer->expires_after(pause);

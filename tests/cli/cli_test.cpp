@@ -71,7 +71,9 @@ TEST_SUITE("cli") {
         fs::remove_all(dir);
         CHECK(r.status == 1);
         CHECK(r.out.rfind(dir.string() + ": error[E103]: no flows: ", 0) == 0);
-        CHECK(r.out.find("check that the directory given is the flows directory") != std::string::npos);
+        CHECK(
+            r.out.find("check that the directory given is the flows directory") != std::string::npos
+        );
     }
 
     TEST_CASE("usage and I/O errors exit 2") {

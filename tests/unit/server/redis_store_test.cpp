@@ -186,12 +186,59 @@ TEST_SUITE("server/redis_store") {
         REQUIRE(lease);
         auto denied = run(b->acquire_lease("919800000001"));
         REQUIRE_FALSE(denied);
+        CHECK(denied.error().code == "citizen_busy");
         CHECK(denied.error().message == "timed out waiting for a citizen lease");
         CHECK(run(b->acquire_lease("919800000002")));
         run(a->release_lease(*lease));
         // release_lease() does not wait for Redis; a's next command is answered after it.
         REQUIRE(run(a->ping()));
         CHECK(run(b->acquire_lease("919800000001")));
+    }
+
+    // A lease this process left behind (its release lost, or its SET NX applied after the
+    // reply was given up on) must not lock the citizen out until it expires: the process holds
+    // the citizen's place in its own queue, so it takes such a lease over. Another instance's
+    // lease still excludes it.
+    TEST_CASE("a lease this process left behind is taken over, another instance's is not") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto a = f.open(50ms);
+        auto b = f.open(50ms);
+        auto left = run(a->acquire_lease("919800000003"));
+        REQUIRE(left);  // never released
+        const auto start = std::chrono::steady_clock::now();
+        auto again = run(a->acquire_lease("919800000003"));
+        REQUIRE(again);
+        CHECK(std::chrono::steady_clock::now() - start < 40ms);  // not waited for
+        CHECK(again->token != left->token);
+        // The old token is void: its release (or write) no longer frees the citizen.
+        run(a->release_lease(*left));
+        REQUIRE(run(a->ping()));
+        CHECK_FALSE(run(b->acquire_lease("919800000003")));
+        run(a->release_lease(*again));
+        REQUIRE(run(a->ping()));
+        CHECK(run(b->acquire_lease("919800000003")));
+    }
+
+    // The case found by review: Redis stalls while a lease is asked for; the store gives up on
+    // the reply (command_timeout), but Redis applies the SET NX once it runs again. The
+    // citizen's next message is served at once, not after lease_ttl.
+    TEST_CASE("after a stall during a lease request the citizen is served again at once") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto s = f.open(2s, 300ms);
+        REQUIRE(run(s->acquire_and_load("919800000004", "")));  // lease acquired, then lost
+        f.redis.pause();
+        auto stalled = run(s->acquire_and_load("919800000004", "m1"));
+        CHECK_FALSE(stalled);
+        f.redis.resume();
+        REQUIRE(RedisFixture::wait_until([&] { return s->connected() && run(s->ping()); }));
+        const auto start = std::chrono::steady_clock::now();
+        auto next = run(s->acquire_and_load("919800000004", "m1"));
+        REQUIRE(next);
+        CHECK(std::chrono::steady_clock::now() - start < 1s);
     }
 
     // The final write of a turn releases the lease in the same script, and writes only while
@@ -408,7 +455,11 @@ TEST_SUITE("server/redis_store") {
         f.redis.stop();
         REQUIRE(f.redis.start());
         s = f.open();
-        CHECK(run(s->load("919844455566", "wamid.HBgM919844455566"))->response);
+        // Redis answers LOADING until it has read the file back.
+        CHECK(RedisFixture::wait_until([&] {
+            auto kept = run(s->load("919844455566", "wamid.HBgM919844455566"));
+            return kept && kept->response.has_value();
+        }));
         auto erased = run(s->load("919811122233", "wamid.HBgM919811122233"));
         REQUIRE(erased);
         CHECK_FALSE(erased->session);

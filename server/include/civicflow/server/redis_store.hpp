@@ -89,6 +89,7 @@ private:
     explicit RedisStore(std::shared_ptr<Impl> impl);
     Lease new_lease(const std::string& user) const;
     std::string lease_command(const Lease& lease) const;
+    std::string take_over_call(const Lease& lease) const;
     std::shared_ptr<Impl> impl_;
 };
 

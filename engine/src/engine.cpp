@@ -2,6 +2,7 @@
 // states until one waits (or a call is emitted), and returns replies, session and effects.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <span>
 #include <string_view>
@@ -1192,6 +1193,31 @@ void TurnRunner::handle_erase_confirm(std::string_view norm) {
     }
 }
 
+// The helpline language a client's hint names: the same code in any case, else the same
+// primary subtag ("hi-IN", "hi_in" and "HI" are "hi", as browsers and phones send them);
+// empty when none.
+std::string helpline_language(const std::vector<std::string>& languages, std::string_view hint) {
+    const auto same = [](std::string_view a, std::string_view b) {
+        return a.size() == b.size() &&
+               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) ==
+                          std::tolower(static_cast<unsigned char>(y));
+               });
+    };
+    if (hint.empty())
+        return {};
+    for (const std::string& l : languages) {
+        if (same(l, hint))
+            return l;
+    }
+    const std::string_view primary = hint.substr(0, hint.find_first_of("-_"));
+    for (const std::string& l : languages) {
+        if (same(l, primary))
+            return l;
+    }
+    return {};
+}
+
 Turn TurnRunner::run() {
     Session& session = s();
     if (session.created_at == 0) {
@@ -1200,10 +1226,8 @@ Turn TurnRunner::run() {
     if (session.lang.empty() ||
         std::find(fs_.helpline.languages.begin(), fs_.helpline.languages.end(), session.lang) ==
             fs_.helpline.languages.end()) {
-        const auto& langs = fs_.helpline.languages;
-        session.lang = std::find(langs.begin(), langs.end(), in_.lang) != langs.end()
-                           ? in_.lang
-                           : fs_.helpline.default_language;
+        const std::string hinted = helpline_language(fs_.helpline.languages, in_.lang);
+        session.lang = hinted.empty() ? fs_.helpline.default_language : hinted;
     }
     // A session whose flow or state vanished (the server restarted with changed flows)
     // starts over; so does one waiting for something its state no longer asks (a question

@@ -17,6 +17,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <civicflow/engine/text_normalize.hpp>
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/message_api.hpp>
 #include <civicflow/server/message_service.hpp>
@@ -52,6 +53,18 @@ bool quiet_close(const beast::error_code& ec) {
 }
 
 std::string_view path_of(std::string_view target) {
+    // The absolute form (RFC 9112, 3.2.2: "http://host/path"), which a server must accept,
+    // names the same resource as its path.
+    for (const std::string_view scheme : {"http://", "https://"}) {
+        if (target.size() > scheme.size() &&
+            beast::iequals(target.substr(0, scheme.size()), scheme)) {
+            const auto slash = target.find_first_of("/?", scheme.size());
+            target = slash != std::string_view::npos && target[slash] == '/'
+                         ? target.substr(slash)
+                         : std::string_view("/");
+            break;
+        }
+    }
     const auto q = target.find('?');
     return q == std::string_view::npos ? target : target.substr(0, q);
 }
@@ -204,13 +217,13 @@ asio::awaitable<ApiReply> erase_request(
     const auto segment = path.substr(kCitizensPrefix.size());
     auto user =
         segment.find('/') == std::string_view::npos ? percent_decode(segment) : std::nullopt;
-    if (!user || user->empty() || user->size() > kMaxIdBytes) {
+    if (!user || user->empty() || user->size() > kMaxIdBytes || !engine::is_valid_utf8(*user)) {
         co_return ApiReply{
             400,
             encode_error(
                 "invalid_field",
                 "the citizen id must be 1 to " + std::to_string(kMaxIdBytes) +
-                    " bytes, percent-encoded",
+                    " bytes of UTF-8, percent-encoded",
                 rid
             )};
     }
@@ -263,10 +276,14 @@ asio::awaitable<HttpAnswer> route_request(ServerContext& ctx, HttpRequest req) {
     try {
         if (path == "/v1/messages") {
             route = "messages";
-            if (method == http::verb::post) {
-                reply = co_await ctx.service.handle(std::move(req.body()), rid);
-            } else {
+            if (method != http::verb::post) {
                 allow = "POST";
+            } else if (!ctx.api_token.empty() && !bearer_matches(header_of(req, "Authorization"), ctx.api_token)) {
+                Logger::log(LogLevel::kWarn, rid, "api_unauthorized", "route=messages");
+                reply = ApiReply{
+                    401, encode_error("unauthorized", "a valid API bearer token is required", rid)};
+            } else {
+                reply = co_await ctx.service.handle(std::move(req.body()), rid);
             }
         } else if (path.substr(0, kCitizensPrefix.size()) == kCitizensPrefix) {
             route = "citizens";

@@ -55,13 +55,15 @@ struct ServerContext {
         MessageService& s,
         Store& st,
         std::string token = {},
-        WhatsAppChannel* wa = nullptr
+        WhatsAppChannel* wa = nullptr,
+        std::string api = {}
     )
         : limits(l)
         , access_log(access)
         , service(s)
         , store(st)
         , admin_token(std::move(token))
+        , api_token(std::move(api))
         , whatsapp(wa) {}
 
     Limits limits;
@@ -69,6 +71,7 @@ struct ServerContext {
     MessageService& service;
     Store& store;
     std::string admin_token;
+    std::string api_token;      // empty: /v1/messages takes no token
     WhatsAppChannel* whatsapp;  // nullptr: the channel is not configured
     std::atomic<bool> draining{false};
 

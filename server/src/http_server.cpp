@@ -42,7 +42,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
               service,
               store,
               options.admin_token,
-              options.whatsapp
+              options.whatsapp,
+              options.api_token
           )) {}
 
     asio::any_io_executor executor;

@@ -6,7 +6,10 @@
 /// "The connection loop").
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <string_view>
+#include <vector>
 
 #include <rapidjson/document.h>
 
@@ -34,5 +37,31 @@ private:
     JsonPool stack_pool_{stack_, sizeof stack_};
     PooledDocument doc_{&value_pool_, StackBytes, &stack_pool_};
 };
+
+/// Whether a JSON object has a key twice. Parsers disagree on which one counts (RapidJSON
+/// finds the first, JavaScript and Python keep the last), so a gateway that checked one value
+/// could pass a request that is acted on for the other: requests with one are refused.
+template <typename Object>
+bool has_duplicate_keys(const Object& object) {
+    const auto n = object.MemberCount();
+    const auto name = [](const auto& m) {
+        return std::string_view(m.name.GetString(), m.name.GetStringLength());
+    };
+    if (n <= 8) {
+        for (auto a = object.MemberBegin(); a != object.MemberEnd(); ++a) {
+            for (auto b = a + 1; b != object.MemberEnd(); ++b) {
+                if (name(*a) == name(*b))
+                    return true;
+            }
+        }
+        return false;
+    }
+    std::vector<std::string_view> names;
+    names.reserve(n);
+    for (auto m = object.MemberBegin(); m != object.MemberEnd(); ++m)
+        names.push_back(name(*m));
+    std::sort(names.begin(), names.end());
+    return std::adjacent_find(names.begin(), names.end()) != names.end();
+}
 
 }  // namespace civicflow::server

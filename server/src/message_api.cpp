@@ -86,6 +86,8 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
     }
     if (!doc.IsObject())
         return field_error("invalid_json", "the body must be a JSON object");
+    if (has_duplicate_keys(doc))
+        return field_error("invalid_json", "the body has a key twice");
     MessageRequest req;
     auto user = doc.FindMember("user");
     if (user == doc.MemberEnd() || user->value.IsNull()) {

@@ -24,6 +24,7 @@
 #include <civicflow/server/whatsapp_channel.hpp>
 
 #include "http_connection.hpp"
+#include "json_buffer.hpp"
 #include "metrics_text.hpp"
 
 namespace civicflow::server {
@@ -871,6 +872,8 @@ asio::awaitable<ApiReply> WhatsAppChannel::notify(
     doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
     if (doc.HasParseError() || !doc.IsObject())
         co_return json_error(400, "invalid_json", "the body must be a JSON object", rid);
+    if (has_duplicate_keys(doc))
+        co_return json_error(400, "invalid_json", "the body has a key twice", rid);
     auto field = [&](const char* name, std::size_t max, bool required, std::string& out) -> bool {
         const auto it = doc.FindMember(name);
         if (it == doc.MemberEnd())

@@ -95,7 +95,8 @@ struct Server {
     Server(
         const std::string& dir,
         const std::string& config,
-        const std::string& flows = std::string(CIVICFLOW_SOURCE_DIR) + "/flows"
+        const std::string& flows = std::string(CIVICFLOW_SOURCE_DIR) + "/flows",
+        std::vector<std::string> env = {}
     )
         : log_path(dir + "/serve.log")
         , proc(
@@ -113,7 +114,10 @@ struct Server {
                       "--store",
                       "sqlite:" + dir + "/civicflow.db"};
               }(),
-              {"CIVICFLOW_IT_TOKEN=" + kToken},
+              [&] {
+                  env.push_back("CIVICFLOW_IT_TOKEN=" + kToken);
+                  return env;
+              }(),
               log_path
           ) {
         const std::string line = proc.wait_for_line("listening on ", kStart);
@@ -734,6 +738,61 @@ TEST_SUITE("integration/server") {
         CHECK(value("civicflow_store_cache_misses_total") >= 1);
         CHECK(value("civicflow_store_cache_hits_total") >= 1);
         CHECK(value("civicflow_store_cache_sessions") >= 1);
+    }
+
+    // The message API answers for any citizen id: with CIVICFLOW_API_TOKEN set it serves only
+    // callers that carry the token.
+    TEST_CASE("with CIVICFLOW_API_TOKEN set, /v1/messages requires the bearer token") {
+        const std::string dir = ct::make_temp_dir();
+        Backend backend(dir);
+        Server server(
+            dir,
+            default_config(backend.port),
+            std::string(CIVICFLOW_SOURCE_DIR) + "/flows",
+            {"CIVICFLOW_API_TOKEN=api-9f2c-token"}
+        );
+        const std::string body = ct::text_message("919800000777", "hi");
+        for (const std::vector<std::string>& headers :
+             {std::vector<std::string>{},
+              {"Authorization: Bearer wrong"},
+              {"Authorization: Basic api-9f2c-token"}}) {
+            auto refused = ct::request(server.port, "POST", "/v1/messages", body, headers);
+            REQUIRE(refused);
+            CHECK(refused->status == 401);
+            CHECK(ct::json_string(refused->body, "code") == "unauthorized");
+        }
+        auto ok = ct::request(
+            server.port, "POST", "/v1/messages", body, {"Authorization: Bearer api-9f2c-token"}
+        );
+        REQUIRE(ok);
+        CHECK(ok->status == 200);
+        // The refused requests changed nothing: this was the citizen's first message.
+        CHECK(ct::json_string(ok->body, "state") == "menu");
+        CHECK(server.log().find("api-9f2c-token") == std::string::npos);
+        CHECK(server.log().find("event=api_unauthorized") != std::string::npos);
+        CHECK(server.log().find("api_token=on") != std::string::npos);
+        // Other endpoints do not take it.
+        auto health = ct::request(server.port, "GET", "/healthz");
+        REQUIRE(health);
+        CHECK(health->status == 200);
+    }
+
+    TEST_CASE("a request target in absolute form names the same resource") {
+        Harness h;
+        auto health = ct::request(h.server.port, "GET", "http://helpline.example/healthz");
+        REQUIRE(health);
+        CHECK(health->status == 200);
+        auto message = ct::request(
+            h.server.port,
+            "POST",
+            "HTTP://helpline.example:8080/v1/messages?x=1",
+            ct::text_message("919800000778", "hi")
+        );
+        REQUIRE(message);
+        CHECK(message->status == 200);
+        auto root = ct::request(h.server.port, "GET", "http://helpline.example");
+        REQUIRE(root);
+        CHECK(root->status == 404);
     }
 
     TEST_CASE("healthz and readyz report a running server") {

@@ -335,6 +335,17 @@ TEST_SUITE("integration/store") {
             );
             REQUIRE(raw);
             CHECK(raw->status == 400);
+            // No citizen can have an id that is not UTF-8 (/v1/messages refuses it).
+            auto not_utf8 = ct::request(
+                server.port,
+                "DELETE",
+                "/v1/citizens/%E0%A4%A8%E0%A4",
+                {},
+                {"Authorization: Bearer " + token}
+            );
+            REQUIRE(not_utf8);
+            CHECK(not_utf8->status == 400);
+            CHECK(ct::json_string(not_utf8->body, "code") == "invalid_field");
             auto encoded = ct::request(
                 server.port,
                 "DELETE",

@@ -46,9 +46,13 @@ constexpr const char* kServeUsage =
     "  --config FILE       server config (YAML): limits, store, backends\n"
     "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; also the environment\n"
     "                      variable CIVICFLOW_LISTEN); port 0 picks a free port\n"
-    "  --threads N         I/O threads (default: the number of cores)\n"
+    "  --threads N         I/O threads (default, or 0: the number of cores)\n"
     "  --store STORE       where sessions live (default sqlite:civicflow.db; also the\n"
     "                      environment variable CIVICFLOW_STORE)\n"
+    "\n"
+    "\n"
+    "Environment: CIVICFLOW_API_TOKEN, when set, is the bearer token POST /v1/messages requires;\n"
+    "CIVICFLOW_ADMIN_TOKEN the one of DELETE /v1/citizens/{id} (unset: that endpoint is off).\n"
     "\n"
     "Prints 'listening on HOST:PORT' once bound. SIGTERM or SIGINT drains and exits 0.\n";
 
@@ -97,10 +101,15 @@ std::string_view store_kind(const server::StoreSpec& spec) {
     return "unknown";
 }
 
-// The admin bearer token of DELETE /v1/citizens/{id}; read once, never logged.
-std::string admin_token() {
-    const char* token = std::getenv("CIVICFLOW_ADMIN_TOKEN");
+// A bearer token from the environment (CIVICFLOW_ADMIN_TOKEN: DELETE /v1/citizens/{id};
+// CIVICFLOW_API_TOKEN: POST /v1/messages); read once, never logged.
+std::string token_from_env(const char* name) {
+    const char* token = std::getenv(name);
     return token == nullptr ? std::string() : std::string(token);
+}
+
+std::string admin_token() {
+    return token_from_env("CIVICFLOW_ADMIN_TOKEN");
 }
 
 // What the WhatsApp channel runs on; destroyed in reverse order after the server.
@@ -285,8 +294,9 @@ int run_serve(int argc, char** argv) {
                 return usage_error("--threads needs a number");
             char* end = nullptr;
             const long t = std::strtol(n.c_str(), &end, 10);
-            if (end == n.c_str() || *end != '\0' || t < 1 || t > 256) {
-                return usage_error("--threads must be a number from 1 to 256");
+            if (end == n.c_str() || *end != '\0' || t < 0 || t > 256) {
+                return usage_error("--threads must be a number from 0 (the number of cores) to 256"
+                );
             }
             args.threads = static_cast<int>(t);
         } else {
@@ -336,7 +346,7 @@ int run_serve(int argc, char** argv) {
         return usage_error(store_spec.error().message);
     if (!args.flows.empty())
         config.flows_dir = args.flows;
-    if (args.threads > 0)
+    if (args.threads >= 0)
         config.threads = args.threads;
     if (config.threads <= 0) {
         config.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
@@ -453,7 +463,12 @@ int run_serve(int argc, char** argv) {
     server::HttpServer http(
         ioc.get_executor(),
         server::HttpServer::Options{
-            config.limits, config.access_log, admin_token(), config.threads, whatsapp.get()},
+            config.limits,
+            config.access_log,
+            admin_token(),
+            token_from_env("CIVICFLOW_API_TOKEN"),
+            config.threads,
+            whatsapp.get()},
         service,
         store
     );
@@ -509,7 +524,8 @@ int run_serve(int argc, char** argv) {
         "started",
         "port=" + std::to_string(*port) + " threads=" + std::to_string(config.threads) +
             " store=" + std::string(store_kind(*store_spec)) +
-            " flows=" + std::to_string(loaded.flows->flows.size())
+            " flows=" + std::to_string(loaded.flows->flows.size()) +
+            " api_token=" + (token_from_env("CIVICFLOW_API_TOKEN").empty() ? "off" : "on")
     );
 
     std::vector<std::thread> threads;

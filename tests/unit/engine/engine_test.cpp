@@ -208,6 +208,25 @@ TEST_SUITE("engine/engine") {
         CHECK(c.last.replies[0].options[1].title == "जन्म प्रमाण पत्र");
     }
 
+    TEST_CASE("a language hint matches in any case and with a region") {
+        for (const char* hint : {"hi", "HI", "hi-IN", "hi_in", "Hi-Deva-IN"}) {
+            CAPTURE(hint);
+            Chat c;
+            Input in = Input::text_input("नमस्ते");
+            in.lang = hint;
+            c.run(in);
+            CHECK(c.session.lang == "hi");
+        }
+        for (const char* hint : {"hin", "h", "ta-IN", "-hi"}) {
+            CAPTURE(hint);
+            Chat c;
+            Input in = Input::text_input("hello");
+            in.lang = hint;
+            c.run(in);
+            CHECK(c.session.lang == "en");
+        }
+    }
+
     TEST_CASE("an entry flow named by the input starts a new conversation there") {
         Chat c;
         Input in = Input::text_input("hello");

@@ -69,6 +69,15 @@ TEST_SUITE("server/message_api") {
             {R"({"user":"u","text":"a","message_id":"\udc00"})",
              "invalid_utf8",
              "the body contains invalid UTF-8"},
+            // A key twice: RapidJSON would act on the first, a gateway in JavaScript or
+            // Python would have checked the last.
+            {R"({"user":"alice","user":"mallory","text":"hi"})",
+             "invalid_json",
+             "the body has a key twice"},
+            {R"({"user":"e1","text":"hi","text":5})", "invalid_json", "the body has a key twice"},
+            {R"({"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"user":"u","text":"t","a":0})",
+             "invalid_json",
+             "the body has a key twice"},
         };
         for (const Case& c : cases) {
             CAPTURE(c.body);

@@ -40,6 +40,9 @@ public:
         /// Bearer token of DELETE /v1/citizens/{id} (from CIVICFLOW_ADMIN_TOKEN); empty: the
         /// endpoint answers 403. Compared in constant time.
         std::string admin_token;
+        /// Bearer token POST /v1/messages requires (from CIVICFLOW_API_TOKEN); empty: none, for
+        /// a server reached only by trusted callers. Compared in constant time.
+        std::string api_token;
         /// Threads running the io_context. With one, connections use the io_context's executor
         /// directly (its single thread already serializes them); with more (or 0, unknown),
         /// each connection gets its own strand.

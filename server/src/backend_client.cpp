@@ -425,6 +425,18 @@ struct BackendClient::Impl {
                     (last.reason.empty() ? "status_" + std::to_string(last.status) : last.reason) +
                     " ms=" + std::to_string(elapsed)
             );
+        } else if (last.status == 401 || last.status == 403) {
+            // The backend is up but refuses our credentials (an expired or rotated token): every
+            // call fails the same way until an operator acts, so it is said at warn.
+            b->breaker.record_success();
+            Logger::log(
+                LogLevel::kWarn,
+                rid,
+                "backend_rejected",
+                "backend=" + b->config.name + " status=" + std::to_string(last.status) +
+                    (b->config.auth ? " check=" + b->config.auth->env : std::string()) +
+                    " ms=" + std::to_string(elapsed)
+            );
         } else {
             b->breaker.record_success();
             Logger::log(
@@ -475,7 +487,7 @@ engine::Result<std::unique_ptr<BackendClient>> BackendClient::create(
                 return engine::Error{
                     "config",
                     "backend '" + cfg.name + "': environment variable '" + cfg.auth->env +
-                        "' is not set"};
+                        "' is not set or is empty"};
             }
             b->auth_value = cfg.auth->prefix + value;
         }

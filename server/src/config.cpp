@@ -222,7 +222,7 @@ void read_store(Reader& r, const Node& node, StoreConfig& store) {
             r.invalid(
                 *n,
                 "unknown store '" + n->scalar + "'",
-                "expected memory, sqlite:PATH or redis://HOST:PORT"
+                "expected memory, sqlite:PATH or redis://HOST[:PORT]"
             );
         }
     }

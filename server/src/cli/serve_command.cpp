@@ -40,7 +40,7 @@ using server::LogLevel;
 
 constexpr const char* kServeUsage =
     "usage: civicflow serve [--flows DIR] [--config FILE] [--listen HOST:PORT] [--threads N]\n"
-    "                       [--store memory|sqlite:PATH|redis://HOST:PORT]\n"
+    "                       [--store memory|sqlite:PATH|redis://HOST[:PORT]]\n"
     "\n"
     "  --flows DIR         flow directory (default: the config's 'flows', else flows/)\n"
     "  --config FILE       server config (YAML): limits, store, backends\n"
@@ -287,7 +287,7 @@ int run_serve(int argc, char** argv) {
                 return usage_error("--listen needs HOST:PORT");
         } else if (arg == "--store") {
             if (!value(args.store))
-                return usage_error("--store needs memory, sqlite:PATH or redis://HOST:PORT");
+                return usage_error("--store needs memory, sqlite:PATH or redis://HOST[:PORT]");
         } else if (arg == "--threads") {
             std::string n;
             if (!value(n))

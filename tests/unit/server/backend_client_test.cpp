@@ -310,6 +310,27 @@ TEST_SUITE("server/backend_client") {
         CHECK(backend.last_header("Authorization") == "Bearer s3cret");
     }
 
+    // An expired or rotated token makes every call fail the same way: the operator must hear
+    // of it at the default log level, with the variable to check and never its value.
+    TEST_CASE("a backend refusing the credentials is logged at warn, naming the variable") {
+        TestBackend backend([](const Request&, int n) {
+            return json(n == 1 ? 401 : 403, R"({"error":"denied"})");
+        });
+        auto config = config_for(backend);
+        config.auth = server::AuthConfig{"Authorization", "Bearer ", "CIVICFLOW_TEST_TOKEN"};
+        const testing::StderrToFile log(testing::temp_dir("civicflow-log") + "/stderr");
+        Client client(config, [](const char*) -> const char* { return "expired-7f3a"; });
+        CHECK(client.call("GET", "/x").status == 401);
+        CHECK(client.call("GET", "/y").status == 403);
+        const std::string text = log.text();
+        CHECK(
+            text.find("level=warn rid=rid event=backend_rejected backend=status status=401 "
+                      "check=CIVICFLOW_TEST_TOKEN") != std::string::npos
+        );
+        CHECK(text.find("status=403") != std::string::npos);
+        CHECK(text.find("expired-7f3a") == std::string::npos);
+    }
+
     // https base URLs: TLS with the certificate checked against the configured host name. The
     // test's certificate is made trusted through SSL_CERT_FILE, which OpenSSL's default verify
     // paths (what the client uses) read.

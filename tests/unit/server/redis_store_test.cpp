@@ -11,9 +11,7 @@
 
 #include "store_test_support.hpp"
 
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <unistd.h>
 
 namespace asio = boost::asio;
 using namespace civicflow;
@@ -57,33 +55,6 @@ struct RedisFixture {
     testing::RedisServer redis;
     testing::IoThread io;
     std::unique_ptr<server::RedisStore> store;  // after `io`: destroyed before it stops
-};
-
-// While alive, stderr (the log) goes to a file that text() reads.
-class StderrToFile {
-public:
-    explicit StderrToFile(std::string path)
-        : path_(std::move(path))
-        , saved_(::dup(STDERR_FILENO)) {
-        const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        REQUIRE(fd >= 0);
-        ::dup2(fd, STDERR_FILENO);
-        ::close(fd);
-    }
-
-    ~StderrToFile() {
-        ::dup2(saved_, STDERR_FILENO);
-        ::close(saved_);
-    }
-
-    StderrToFile(const StderrToFile&) = delete;
-    StderrToFile& operator=(const StderrToFile&) = delete;
-
-    std::string text() const { return testing::file_bytes(path_); }
-
-private:
-    std::string path_;
-    int saved_;
 };
 
 // Whether any file under `dir` (Redis's append-only files) holds `needle`.
@@ -429,7 +400,7 @@ TEST_SUITE("server/redis_store") {
         if (!testing::RedisServer::available())
             return;
         const std::string dir = testing::temp_dir("civicflow-aof");
-        const StderrToFile log(testing::temp_dir("civicflow-log") + "/stderr");
+        const testing::StderrToFile log(testing::temp_dir("civicflow-log") + "/stderr");
         RedisFixture f(dir);
         REQUIRE(f.redis.running());
         f.erasure_rewrite = 100ms;

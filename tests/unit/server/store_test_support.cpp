@@ -106,6 +106,7 @@ void check_store_conformance(StoreUnderTest& s, const std::string& prefix) {
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -158,6 +159,20 @@ std::string temp_dir(const char* prefix) {
 std::string file_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+StderrToFile::StderrToFile(std::string path)
+    : path_(std::move(path))
+    , saved_(::dup(STDERR_FILENO)) {
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+}
+
+StderrToFile::~StderrToFile() {
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
 }
 
 bool RedisServer::available() {

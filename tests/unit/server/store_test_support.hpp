@@ -70,6 +70,21 @@ std::string temp_dir(const char* prefix);
 /// A file's whole content ("" when it cannot be read).
 std::string file_bytes(const std::string& path);
 
+/// While alive, stderr (the server's log) goes to a file that text() reads.
+class StderrToFile {
+public:
+    explicit StderrToFile(std::string path);
+    ~StderrToFile();
+    StderrToFile(const StderrToFile&) = delete;
+    StderrToFile& operator=(const StderrToFile&) = delete;
+
+    std::string text() const { return file_bytes(path_); }
+
+private:
+    std::string path_;
+    int saved_;
+};
+
 /// A store under test and its clock (ms since the epoch). `clock_driven` is false for stores
 /// whose expiry follows real time (Redis): the expiry checks are then skipped.
 struct StoreUnderTest {

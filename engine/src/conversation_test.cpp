@@ -141,11 +141,37 @@ private:
     void run_conversation(const Node& conv);
     bool run_step(const Node& step, int number);
 
+    // `step` 0: the conversation itself (its name, its keys), not one of its steps.
     void fail(const Node& at, int step, const std::string& what) {
         cur().failures.push_back(
-            where(at) + "conversation '" + cur().name + "' step " + std::to_string(step) + ": " +
-            what
+            where(at) + "conversation '" + cur().name + "'" +
+            (step > 0 ? " step " + std::to_string(step) : std::string()) + ": " + what
         );
+    }
+
+    // A list expectation whose items must come from `allowed` (a misspelt one could never
+    // match, and would fail with a message that does not say why). Returns whether all did.
+    bool known_values(
+        const Node& node, const std::vector<std::string>& allowed, const char* what, int step
+    ) {
+        bool ok = true;
+        for (const std::string& v : string_list(node)) {
+            if (std::find(allowed.begin(), allowed.end(), v) != allowed.end())
+                continue;
+            const std::string near = did_you_mean(v, allowed);
+            std::string list;
+            for (const auto& a : allowed)
+                list += (list.empty() ? "" : ", ") + a;
+            fail(
+                node,
+                step,
+                "unknown " + std::string(what) + " " + quote(v) +
+                    (near.empty() ? " (one of " + list + ")"
+                                  : " (did you mean " + quote(near) + "?)")
+            );
+            ok = false;
+        }
+        return ok;
     }
 
     // Reports every key of `map` not in `allowed` ("did you mean" when one is close): a
@@ -189,6 +215,7 @@ private:
     Timestamp now_ = kDefaultStart;
     std::string lang_;
     std::string profile_name_;
+    std::vector<std::string> offered_;  // the ids of every menu option shown so far
 };
 
 void Runner::run_file(const SourceFile& file) {
@@ -231,6 +258,7 @@ void Runner::run_conversation(const Node& conv) {
     known_keys(conv, {"name", "steps", "lang", "profile_name", "start_time", "backend"}, 0);
     session_ = Session{};
     now_ = kDefaultStart;
+    offered_.clear();
     lang_.clear();
     profile_name_.clear();
     mocks_ = MockBackend{};
@@ -365,10 +393,53 @@ bool Runner::run_step(const Node& step, int number) {
         fail(*adv, number, "advance " + quote(adv->scalar) + " is not a duration like 30m");
         return false;
     }
+    int inputs = 0;
+    for (const char* key : {"send", "choose", "media", "location", "advance"})
+        inputs += step.find(key) != nullptr ? 1 : 0;
+    if (inputs > 1) {
+        fail(step, number, "a step has one input: send, choose, media, location or advance");
+        return false;
+    }
+    if (const Node* v = step.find("waiting")) {
+        std::vector<std::string> names;
+        for (const Waiting w :
+             {Waiting::kNothing,
+              Waiting::kMenu,
+              Waiting::kAnswer,
+              Waiting::kText,
+              Waiting::kCallResult,
+              Waiting::kResume,
+              Waiting::kLanguage,
+              Waiting::kEraseConfirm}) {
+            names.emplace_back(to_string(w));
+        }
+        if (!known_values(*v, names, "waiting", number))
+            return false;
+    }
+    if (const Node* v = step.find("effects")) {
+        if (!known_values(*v, {"call", "handoff", "opt_out", "opt_in", "erase"}, "effect", number))
+            return false;
+    }
     Input input;
     if (const Node* v = step.find("send")) {
         input = Input::text_input(v->scalar);
     } else if (const Node* c = step.find("choose")) {
+        // A tap on a button the conversation never showed is a mistake of the test (a typo of
+        // an id): the engine would take it as not understood, and the test could still pass.
+        if (std::find(offered_.begin(), offered_.end(), c->scalar) == offered_.end()) {
+            std::string list;
+            for (const auto& id : offered_)
+                list += (list.empty() ? "" : ", ") + id;
+            const std::string near = did_you_mean(c->scalar, offered_);
+            fail(
+                *c,
+                number,
+                "no menu of this conversation offered " + quote(c->scalar) +
+                    (near.empty() ? "" : " (did you mean " + quote(near) + "?)") +
+                    (list.empty() ? "; none was shown yet" : "; offered: " + list)
+            );
+            return false;
+        }
         input = Input::choice(c->scalar);
     } else if (const Node* m = step.find("media")) {
         if (!known_keys(*m, {"id", "mime_type", "caption"}, number))
@@ -426,6 +497,12 @@ bool Runner::run_step(const Node& step, int number) {
     session_ = t.session;
     for (const auto& entered : trace.entered) {
         run_.visited.insert(entered);
+    }
+    for (const Reply& r : replies) {
+        for (const MenuItem& o : r.options) {
+            if (std::find(offered_.begin(), offered_.end(), o.id) == offered_.end())
+                offered_.push_back(o.id);
+        }
     }
 
     const std::size_t failures_before = cur().failures.size();

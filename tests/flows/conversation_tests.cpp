@@ -109,9 +109,66 @@ TEST_SUITE("flows/conversations") {
                 "typos.test.yaml:5:9: conversation 'typo in a step' step 1: unknown key "
                 "\"replise\" (did you mean \"replies\"?)")
         );
-        CHECK(has(1, "a conversation of this name is already in this file"));
+        CHECK(
+            has(1,
+                "typos.test.yaml:6:11: conversation 'typo in a step': a conversation of this name "
+                "is already in this file")
+        );
         CHECK(has(1, "unknown key \"stepz\" (did you mean \"steps\"?)"));
         CHECK(has(2, "unknown key \"txt\" (did you mean \"text\"?)"));
+    }
+
+    // Steps that would check nothing, or fail without saying why, are errors of the test.
+    TEST_CASE("a step with two inputs, a tap on a button never shown, or an unknown value fails") {
+        const std::string root = CIVICFLOW_SOURCE_DIR;
+        const auto files = read_flow_dir(root + "/flows");
+        REQUIRE(files.has_value());
+        const LoadResult loaded = load_flows(*files);
+        REQUIRE(loaded.flows);
+        const SourceFile test{"strict.test.yaml", R"(conversations:
+  - name: two inputs
+    steps:
+      - send: "2"
+        choose: birth_certificate
+  - name: a button never shown
+    steps:
+      - send: "hi"
+      - choose: pasport
+  - name: an unknown waiting value
+    steps:
+      - send: "hi"
+        waiting: question
+  - name: an unknown effect
+    steps:
+      - send: "hi"
+        effects: [handof]
+  - name: a tap on a button shown earlier is fine
+    steps:
+      - send: "hi"
+      - send: "3"
+      - choose: passport
+        state: ask_ref
+)"};
+        const ConversationRun run = run_conversation_tests(*loaded.flows, {test});
+        REQUIRE(run.results.size() == 5);
+        auto has = [&](std::size_t i, const std::string& text) {
+            for (const auto& f : run.results[i].failures) {
+                if (f.find(text) != std::string::npos)
+                    return true;
+            }
+            return false;
+        };
+        CHECK(has(0, "step 1: a step has one input: send, choose, media, location or advance"));
+        CHECK(
+            has(1,
+                "strict.test.yaml:9:17: conversation 'a button never shown' step 2: no menu of "
+                "this conversation offered \"pasport\" (did you mean \"passport\"?); offered: "
+                "passport, birth_certificate, status, grievance")
+        );
+        CHECK(has(2, "unknown waiting \"question\" (one of nothing, menu, answer, text,"));
+        CHECK(has(3, "unknown effect \"handof\" (did you mean \"handoff\"?)"));
+        CHECK(run.results[4].passed);
+        CHECK(run.passed() == 1);
     }
 
     TEST_CASE("every validator fails, gives up and succeeds as its conversation tests say") {

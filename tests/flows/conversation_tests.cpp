@@ -30,6 +30,21 @@ std::vector<SourceFile> test_files(const std::filesystem::path& dir) {
     return out;
 }
 
+std::shared_ptr<const FlowSet> shipped_flows() {
+    const auto files = read_flow_dir(std::string(CIVICFLOW_SOURCE_DIR) + "/flows");
+    REQUIRE(files.has_value());
+    const LoadResult loaded = load_flows(*files);
+    REQUIRE(loaded.flows);
+    return loaded.flows;
+}
+
+// Whether one of a conversation's failures contains `text`.
+bool failure_has(const ConversationResult& result, const std::string& text) {
+    return std::any_of(result.failures.begin(), result.failures.end(), [&](const std::string& f) {
+        return f.find(text) != std::string::npos;
+    });
+}
+
 // Loads `flows_dir`, runs every test of `tests_dir`, and checks that all pass, that there are at
 // least `min_count` conversations, and that every state is entered.
 void run_and_check(
@@ -73,11 +88,7 @@ TEST_SUITE("flows/conversations") {
     // A misspelt expectation would check nothing and pass: unknown keys fail the conversation
     // (with a suggestion), and so does a name used twice in one file.
     TEST_CASE("unknown keys and repeated names in a test file fail, with a suggestion") {
-        const std::string root = CIVICFLOW_SOURCE_DIR;
-        const auto files = read_flow_dir(root + "/flows");
-        REQUIRE(files.has_value());
-        const LoadResult loaded = load_flows(*files);
-        REQUIRE(loaded.flows);
+        const auto flows = shipped_flows();
         const SourceFile test{"typos.test.yaml", R"(conversations:
   - name: typo in a step
     steps:
@@ -94,15 +105,11 @@ TEST_SUITE("flows/conversations") {
           - { txt: "x" }
           - { text: "y" }
 )"};
-        const ConversationRun run = run_conversation_tests(*loaded.flows, {test});
+        const ConversationRun run = run_conversation_tests(*flows, {test});
         REQUIRE(run.results.size() == 3);
         CHECK(run.passed() == 0);
         auto has = [&](std::size_t i, const std::string& text) {
-            for (const auto& f : run.results[i].failures) {
-                if (f.find(text) != std::string::npos)
-                    return true;
-            }
-            return false;
+            return failure_has(run.results[i], text);
         };
         CHECK(
             has(0,
@@ -120,11 +127,7 @@ TEST_SUITE("flows/conversations") {
 
     // Steps that would check nothing, or fail without saying why, are errors of the test.
     TEST_CASE("a step with two inputs, a tap on a button never shown, or an unknown value fails") {
-        const std::string root = CIVICFLOW_SOURCE_DIR;
-        const auto files = read_flow_dir(root + "/flows");
-        REQUIRE(files.has_value());
-        const LoadResult loaded = load_flows(*files);
-        REQUIRE(loaded.flows);
+        const auto flows = shipped_flows();
         const SourceFile test{"strict.test.yaml", R"(conversations:
   - name: two inputs
     steps:
@@ -149,14 +152,10 @@ TEST_SUITE("flows/conversations") {
       - choose: passport
         state: ask_ref
 )"};
-        const ConversationRun run = run_conversation_tests(*loaded.flows, {test});
+        const ConversationRun run = run_conversation_tests(*flows, {test});
         REQUIRE(run.results.size() == 5);
         auto has = [&](std::size_t i, const std::string& text) {
-            for (const auto& f : run.results[i].failures) {
-                if (f.find(text) != std::string::npos)
-                    return true;
-            }
-            return false;
+            return failure_has(run.results[i], text);
         };
         CHECK(has(0, "step 1: a step has one input: send, choose, media, location or advance"));
         CHECK(

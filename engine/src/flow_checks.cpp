@@ -373,7 +373,8 @@ void Checker::resolve_all() {
     for (std::size_t fi = 0; fi < in_.flows.size(); ++fi) {
         Flow& flow = in_.flows[fi].flow;
         const NameRef& start = in_.flows[fi].info.start;
-        if (flow.start.empty()) {
+        // No states at all: 'states' is missing or wrong, and says so itself.
+        if (flow.start.empty() || flow.states.empty()) {
             continue;
         }
         const auto it = flow.state_index.find(flow.start);

@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -259,6 +260,7 @@ private:
             const std::string near = did_you_mean(key.scalar, allowed);
             if (!near.empty()) {
                 hint = "did you mean " + quote(near) + "?";
+                near_misses_.emplace(&map, near);
             } else if (key.scalar == "<<") {
                 hint = "YAML merge keys are not supported; write the keys out";
             } else {
@@ -273,7 +275,9 @@ private:
         const Node& map, std::string_view key, const std::string& owner, std::string hint = {}
     ) {
         const Node* value = map.find(key);
-        if (value == nullptr) {
+        // A misspelt key ('thn:', 'stats:') already has its E102 with "did you mean": saying
+        // the key is missing as well would only double the one mistake.
+        if (value == nullptr && near_misses_.count({&map, std::string(key)}) == 0) {
             diags_.error(
                 "E103", loc(map), "missing key " + quote(key) + " in " + owner, std::move(hint)
             );
@@ -554,6 +558,7 @@ private:
     ) {
         MatchRule rule;
         rule.location = loc(map);
+        const int errors_before = diags_.error_count();
         if (const Node* k = map.find("keywords")) {
             rule.keywords = word_list(*k, "'keywords' of " + owner);
         }
@@ -587,8 +592,9 @@ private:
                 }
             }
         }
+        // Keys given with a wrong value have their own error (E101, E301) already.
         if (rule.keywords.empty() && rule.phrases.empty() && rule.patterns.empty() &&
-            !had_patterns) {
+            !had_patterns && diags_.error_count() == errors_before) {
             diags_.error(
                 "E302",
                 loc(map),
@@ -630,6 +636,8 @@ private:
 
     const std::string& file_;
     Diagnostics& diags_;
+    // (mapping, key) pairs an unknown key of that mapping was reported as a likely typo of.
+    std::set<std::pair<const Node*, std::string>> near_misses_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1046,7 +1054,9 @@ void Reader::read_state(const Node& key, const Node& value, ParsedFlow& out) {
             "E111",
             loc(value),
             owner + " has no action",
-            "add one of: menu, ask, call, goto, enter, end, match"
+            value.find("then") != nullptr
+                ? "'then' continues an 'ask'; after a 'say', write 'goto: STATE' instead"
+                : "add one of: menu, ask, call, goto, enter, end, match"
         );
         info.broken = true;
         register_state();
@@ -1292,7 +1302,12 @@ void Reader::read_ask(
             ask.attempts = static_cast<int>(std::min<std::int64_t>(*n, 1000));
         }
     }
-    if (const Node* then = require(map, "then", owner, "add 'then: STATE' for a valid answer")) {
+    // An ask written with 'goto' instead of 'then' gets one error (E110, whose hint says
+    // "an ask continues with 'then:'"), not a second one for the missing 'then'.
+    const Node* then = map.find("goto") != nullptr
+                           ? map.find("then")
+                           : require(map, "then", owner, "add 'then: STATE' for a valid answer");
+    if (then != nullptr) {
         if (auto t = target(*then, "'then' of " + owner)) {
             ask.then = std::move(*t);
         }
@@ -1776,13 +1791,16 @@ std::optional<ParsedHelpline> Reader::read_helpline(const Node& root) {
             out.info.entry = NameRef{*flow, loc(*entry), span(*entry)};
         }
     }
+    bool languages_read = false;
     if (const Node* languages = require(root, "languages", owner, "add 'languages: [en]'")) {
         h.languages = read_languages(*languages, owner);
+        languages_read = !h.languages.empty();
         if (!h.languages.empty()) {
             h.default_language = h.languages.front();
         }
     }
-    if (const Node* names = root.find("language_names")) {
+    // Without a valid 'languages' (its own error), no name could be checked against it.
+    if (const Node* names = root.find("language_names"); names && languages_read) {
         const std::string what = "'language_names' of " + owner;
         if (expect_map(*names, what)) {
             check_language_keys(*names, what);

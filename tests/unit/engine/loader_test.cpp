@@ -284,6 +284,63 @@ states:
         );
     }
 
+    // One mistake, one error: a follow-on error would point away from the fix.
+    TEST_CASE("a mistake is reported once, without follow-on errors") {
+        const auto codes = [](const std::vector<SourceFile>& files) {
+            std::vector<std::string> out;
+            const LoadResult r = load(files);
+            for (const auto& d : r.diagnostics.items())
+                out.push_back(d.code);
+            return out;
+        };
+        const std::string head = "version: 1\nflow: main\ntitle: M\nstart: s\n";
+        using Codes = std::vector<std::string>;
+        // A misspelt required key: its E102 "did you mean", not also E103 "missing".
+        CHECK(
+            codes({{"main.yaml", head + "states:\n  s:\n    ask: Name?\n    slot: n\n    thn: s\n"}}
+            ) == Codes{"E102"}
+        );
+        CHECK(
+            codes({{"main.yaml", head + "stats:\n  s: { say: hi, end: true }\n"}}) == Codes{"E102"}
+        );
+        // An ask with 'goto' for 'then': E110 (its hint names 'then'), not also E103.
+        CHECK(
+            codes(
+                {{"main.yaml", head + "states:\n  s:\n    ask: Name?\n    slot: n\n    goto: s\n"}}
+            ) == Codes{"E110"}
+        );
+        // Keywords of the wrong kind: E101, not also E302 "no keywords".
+        CHECK(
+            codes(
+                {{"main.yaml",
+                  head + "states:\n  s: { say: hi, end: true }\nfaq:\n  - id: fee\n    match: { "
+                         "keywords: fee }\n    answer: Fees.\n"}}
+            ) == Codes{"E101"}
+        );
+        // ...but an empty list is still E302.
+        CHECK(
+            codes(
+                {{"main.yaml",
+                  head + "states:\n  s: { say: hi, end: true }\nfaq:\n  - id: fee\n    match: { "
+                         "keywords: [] }\n    answer: Fees.\n"}}
+            ) == Codes{"E302"}
+        );
+        // 'languages' as a text: E101, not also an E109 per language name.
+        CHECK(
+            codes(
+                {{"helpline.yaml",
+                  "version: 1\nhelpline: h\nentry: main\nlanguages: en, hi\nlanguage_names: { "
+                  "en: English, hi: Hindi }\n"},
+                 {"main.yaml", head + "states:\n  s: { say: hi, end: true }\n"}}
+            ) == Codes{"E101"}
+        );
+        // 'then' after a 'say': E111 says to write 'goto'.
+        const auto r = load({{"main.yaml", head + "states:\n  s: { say: hi, then: s }\n"}});
+        REQUIRE(r.diagnostics.items().size() == 1);
+        CHECK(r.diagnostics.items()[0].code == "E111");
+        CHECK(r.diagnostics.items()[0].hint.find("write 'goto: STATE'") != std::string::npos);
+    }
+
     TEST_CASE("a date validator whose min is after its max is refused, as an integer's is") {
         const auto r = load({{"d/main.yaml", R"(version: 1
 flow: main

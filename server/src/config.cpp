@@ -664,8 +664,10 @@ std::optional<ServerConfig> parse_config(
         read_limits(r, *n, config.limits);
     if (const Node* n = root.find("store"))
         read_store(r, *n, config.store);
-    if (const Node* n = root.find("whatsapp"))
+    if (const Node* n = root.find("whatsapp")) {
+        config.whatsapp.in_file = true;
         read_whatsapp(r, *n, config.whatsapp);
+    }
     if (const Node* n = root.find("backends")) {
         if (n->is_map()) {
             for (const auto& [key, value] : n->entries) {

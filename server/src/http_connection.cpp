@@ -175,6 +175,10 @@ void format_head(const HttpAnswer& answer, unsigned version, bool keep_alive, st
         out += answer.allow;
         out += "\r\n";
     }
+    // Every 503 is temporary (the store, a citizen's lease, the connection cap, draining): a
+    // client may retry after a second (RFC 9110, 10.2.3).
+    if (answer.status == 503)
+        out += "Retry-After: 1\r\n";
     // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
     if (version == 10 && keep_alive)
         out += "Connection: keep-alive\r\n";

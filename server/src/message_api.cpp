@@ -104,6 +104,13 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
         );
     }
     req.user.assign(user->value.GetString(), user->value.GetStringLength());
+    if (req.user.starts_with("wa:")) {
+        // The WhatsApp channel's own keys ("wa:NUMBER:CITIZEN"): through this API a caller
+        // could read or change a WhatsApp citizen's conversation.
+        return field_error(
+            "invalid_field", "'user' must not start with 'wa:' (the WhatsApp channel's citizens)"
+        );
+    }
 
     std::optional<engine::Error> error;
     auto text = doc.FindMember("text");

@@ -697,6 +697,7 @@ TEST_SUITE("integration/server") {
         auto refused = d.read(milliseconds(3000));
         REQUIRE_MESSAGE(refused, server.log());
         CHECK(refused->status == 503);
+        CHECK(refused->header("Retry-After") == "1");
         CHECK(ct::json_string(refused->body, "code") == "too_many_connections");
     }
 
@@ -775,6 +776,18 @@ TEST_SUITE("integration/server") {
         auto health = ct::request(server.port, "GET", "/healthz");
         REQUIRE(health);
         CHECK(health->status == 200);
+    }
+
+    // A deployment that lost its environment would answer Meta's webhooks 404 and say nothing.
+    TEST_CASE("a whatsapp section without its app secret is reported at start") {
+        Harness h({}, "{ failures: 50, pause: 1s }", 1, "whatsapp: { send_rate: 10 }\n");
+        CHECK(
+            h.server.log().find("event=whatsapp_off reason=unset_env env=CIVICFLOW_WA_APP_SECRET"
+            ) != std::string::npos
+        );
+        auto hook = ct::request(h.server.port, "GET", "/webhooks/whatsapp");
+        REQUIRE(hook);
+        CHECK(hook->status == 404);
     }
 
     TEST_CASE("a request target in absolute form names the same resource") {

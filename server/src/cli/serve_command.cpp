@@ -459,6 +459,15 @@ int run_serve(int argc, char** argv) {
         channel_store = std::move(channel->store);
         graph_client = std::move(channel->graph);
         whatsapp = std::move(channel->channel);
+    } else if (config.whatsapp.in_file) {
+        // Configured but without its secret (a deployment that lost its environment): say so,
+        // or the webhooks would get 404 with nothing in the log.
+        Logger::log(
+            LogLevel::kWarn,
+            {},
+            "whatsapp_off",
+            "reason=unset_env env=" + config.whatsapp.app_secret_env
+        );
     }
     server::HttpServer http(
         ioc.get_executor(),

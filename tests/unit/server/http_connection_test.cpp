@@ -66,6 +66,16 @@ TEST_SUITE("server/http_connection") {
         );
     }
 
+    TEST_CASE("a 503 says when to retry") {
+        const HttpAnswer answer{503, "{}", "application/json", "r"};
+        CHECK(
+            head_of(answer, 11, true) ==
+            "HTTP/1.1 503 Service Unavailable\r\nServer: civicflow\r\n"
+            "Content-Type: application/json\r\nX-Request-Id: r\r\nRetry-After: 1\r\n"
+            "Content-Length: 2\r\n\r\n"
+        );
+    }
+
     TEST_CASE("format_head appends to what the buffer holds") {
         std::string out = "kept";
         format_head(HttpAnswer{204, "", "application/json", ""}, 11, true, out);

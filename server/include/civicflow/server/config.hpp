@@ -112,6 +112,7 @@ struct StoreConfig {
 ///     list_button: Choose               # button text of list menus (at most 20 characters)
 ///     mark_read: true                   # mark each message read, with a typing indicator
 struct WhatsAppConfig {
+    bool in_file = false;  // the config file has a 'whatsapp' section
     std::vector<std::pair<std::string, std::string>> numbers;  // phone number id, entry flow
     std::string app_secret_env = "CIVICFLOW_WA_APP_SECRET";
     std::string verify_token_env = "CIVICFLOW_WA_VERIFY_TOKEN";

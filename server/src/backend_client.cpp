@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -85,8 +86,12 @@ bool is_timeout(const beast::error_code& ec) {
 }  // namespace
 
 struct BackendClient::Impl {
+    // What became of calls, for GET /metrics.
+    enum Outcome : std::size_t { kOk, kRejected, kFailed, kCircuitOpen, kCached, kOutcomes };
+
     struct Backend {
         BackendConfig config;
+        std::array<std::atomic<std::uint64_t>, kOutcomes> outcomes{};
         std::string auth_value;  // secret: header value; never logged
         std::string host_header;
         CircuitBreaker breaker;
@@ -373,6 +378,7 @@ struct BackendClient::Impl {
         const bool is_get = call.method != "POST";
         if (is_get && b->cache.enabled()) {
             if (auto hit = b->cache.get(call.path, steady_ms())) {
+                b->outcomes[kCached].fetch_add(1, std::memory_order_relaxed);
                 result.outcome = engine::CallResult::Outcome::kResponse;
                 result.status = hit->status;
                 result.body = std::move(hit->body);
@@ -380,6 +386,7 @@ struct BackendClient::Impl {
             }
         }
         if (!b->breaker.allow(steady_ms())) {
+            b->outcomes[kCircuitOpen].fetch_add(1, std::memory_order_relaxed);
             Logger::log(LogLevel::kWarn, rid, "backend_circuit_open", "backend=" + b->config.name);
             co_return result;
         }
@@ -416,6 +423,7 @@ struct BackendClient::Impl {
             give_back(*b, std::move(last.reusable));
         const bool failed = last.kind != Attempt::Kind::kResponse || last.status >= 500;
         if (failed) {
+            b->outcomes[kFailed].fetch_add(1, std::memory_order_relaxed);
             b->breaker.record_failure(steady_ms());
             Logger::log(
                 LogLevel::kWarn,
@@ -428,6 +436,7 @@ struct BackendClient::Impl {
         } else if (last.status == 401 || last.status == 403) {
             // The backend is up but refuses our credentials (an expired or rotated token): every
             // call fails the same way until an operator acts, so it is said at warn.
+            b->outcomes[kRejected].fetch_add(1, std::memory_order_relaxed);
             b->breaker.record_success();
             Logger::log(
                 LogLevel::kWarn,
@@ -438,6 +447,7 @@ struct BackendClient::Impl {
                     " ms=" + std::to_string(elapsed)
             );
         } else {
+            b->outcomes[kOk].fetch_add(1, std::memory_order_relaxed);
             b->breaker.record_success();
             Logger::log(
                 LogLevel::kDebug,
@@ -532,6 +542,36 @@ asio::awaitable<engine::CallResult> BackendClient::call(
     }
     failed.outcome = engine::CallResult::Outcome::kError;
     co_return failed;
+}
+
+std::string BackendClient::metrics() const {
+    static constexpr std::array<const char*, Impl::kOutcomes> kNames{
+        "ok", "rejected", "failed", "circuit_open", "cached"};
+    std::string out;
+    if (impl_->backends.empty())
+        return out;
+    out +=
+        "# HELP civicflow_backend_calls_total Backend calls by outcome: ok (an answer below 500, "
+        "401 and 403 aside), rejected (401 or 403: the credentials), failed (5xx, timeout, "
+        "connection error), circuit_open (not sent), cached (from the response cache).\n"
+        "# TYPE civicflow_backend_calls_total counter\n";
+    for (const auto& b : impl_->backends) {
+        for (std::size_t i = 0; i < Impl::kOutcomes; ++i) {
+            out += "civicflow_backend_calls_total{backend=\"" + b->config.name + "\",outcome=\"" +
+                   kNames[i] + "\"} " + std::to_string(b->outcomes[i].load()) + "\n";
+        }
+    }
+    out +=
+        "# HELP civicflow_backend_circuit_open Whether a backend's circuit breaker is open (1): "
+        "its calls fail at once until a probe succeeds.\n"
+        "# TYPE civicflow_backend_circuit_open gauge\n";
+    const std::int64_t now = steady_ms();
+    for (const auto& b : impl_->backends) {
+        const bool open = b->breaker.state(now) == CircuitBreaker::State::kOpen;
+        out += "civicflow_backend_circuit_open{backend=\"" + b->config.name + "\"} " +
+               (open ? "1" : "0") + "\n";
+    }
+    return out;
 }
 
 bool BackendClient::has_backend(std::string_view name) const {

@@ -18,6 +18,7 @@
 #include <boost/beast/http/status.hpp>
 
 #include <civicflow/engine/text_normalize.hpp>
+#include <civicflow/server/backend_client.hpp>
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/message_api.hpp>
 #include <civicflow/server/message_service.hpp>
@@ -99,6 +100,22 @@ std::string metrics_text(const ServerContext& ctx) {
         ctx.service.queues().active()
     );
     append_metric(out, "civicflow_connections", "gauge", "Open HTTP connections.", ctx.count());
+    out +=
+        "# HELP civicflow_http_responses_total Responses of routed requests by route and status "
+        "(status 0: any other).\n"
+        "# TYPE civicflow_http_responses_total counter\n";
+    for (std::size_t r = 0; r < ServerContext::kRoutes.size(); ++r) {
+        for (std::size_t k = 0; k < ServerContext::kStatuses.size(); ++k) {
+            const std::uint64_t n = ctx.responses[r][k].load(std::memory_order_relaxed);
+            if (n == 0)
+                continue;
+            out += "civicflow_http_responses_total{route=\"" +
+                   std::string(ServerContext::kRoutes[r]) + "\",status=\"" +
+                   std::to_string(ServerContext::kStatuses[k]) + "\"} " + std::to_string(n) + "\n";
+        }
+    }
+    if (ctx.backends != nullptr)
+        out += ctx.backends->metrics();
     return out + ctx.store.metrics();
 }
 
@@ -235,6 +252,24 @@ asio::awaitable<ApiReply> erase_request(
 }
 
 }  // namespace
+
+void ServerContext::count_response(std::string_view route, int status) {
+    std::size_t r = kRoutes.size() - 1;
+    for (std::size_t i = 0; i < kRoutes.size(); ++i) {
+        if (kRoutes[i] == route) {
+            r = i;
+            break;
+        }
+    }
+    std::size_t k = kStatuses.size() - 1;
+    for (std::size_t i = 0; i + 1 < kStatuses.size(); ++i) {
+        if (kStatuses[i] == status) {
+            k = i;
+            break;
+        }
+    }
+    responses[r][k].fetch_add(1, std::memory_order_relaxed);
+}
 
 std::uint64_t ServerContext::add(const std::shared_ptr<HttpConnection>& c) {
     std::lock_guard lock(mutex_);
@@ -391,6 +426,7 @@ asio::awaitable<HttpAnswer> route_request(ServerContext& ctx, HttpRequest req) {
         reply =
             ApiReply{500, encode_error("internal", "internal error; quote the request id", rid)};
     }
+    ctx.count_response(route, reply.status);
     // HEAD: the same headers, no body.
     HttpAnswer answer{
         reply.status,

@@ -1,6 +1,7 @@
 // One accepted HTTP connection (private to the server).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -27,6 +28,7 @@ class MessageService;
 class Store;
 class HttpConnection;
 class WhatsAppChannel;
+class BackendClient;
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
@@ -71,9 +73,28 @@ struct ServerContext {
     MessageService& service;
     Store& store;
     std::string admin_token;
-    std::string api_token;      // empty: /v1/messages takes no token
-    WhatsAppChannel* whatsapp;  // nullptr: the channel is not configured
+    std::string api_token;                    // empty: /v1/messages takes no token
+    WhatsAppChannel* whatsapp;                // nullptr: the channel is not configured
+    const BackendClient* backends = nullptr;  // the flows' backends, for /metrics
     std::atomic<bool> draining{false};
+
+    // Responses of routed requests by route and status, for /metrics.
+    static constexpr std::array<std::string_view, 9> kRoutes{
+        "messages",
+        "citizens",
+        "whatsapp",
+        "notifications",
+        "admin",
+        "metrics",
+        "healthz",
+        "readyz",
+        "unknown"};
+    static constexpr std::array<int, 10> kStatuses{
+        200, 400, 401, 403, 404, 405, 413, 500, 503, 0};  // 0: any other
+    std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRoutes.size()>
+        responses{};
+
+    void count_response(std::string_view route, int status);
 
     std::uint64_t add(const std::shared_ptr<HttpConnection>& c);
     void remove(std::uint64_t id);

@@ -44,7 +44,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
               options.admin_token,
               options.whatsapp,
               options.api_token
-          )) {}
+          )) {
+        ctx->backends = options.backends;
+    }
 
     asio::any_io_executor executor;
     bool single_threaded;

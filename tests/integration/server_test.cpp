@@ -455,6 +455,23 @@ TEST_SUITE("integration/server") {
         }
         // Two failures opened the breaker: the third message never reached the backend.
         CHECK(backend.requests() == 2);
+        // Operators see it in /metrics, to alert on.
+        auto open = ct::request(server.port, "GET", "/metrics");
+        REQUIRE(open);
+        CHECK(
+            open->body.find("\ncivicflow_backend_circuit_open{backend=\"status\"} 1\n") !=
+            std::string::npos
+        );
+        CHECK(
+            open->body.find(
+                "\ncivicflow_backend_calls_total{backend=\"status\",outcome=\"failed\"} 2\n"
+            ) != std::string::npos
+        );
+        CHECK(
+            open->body.find(
+                "\ncivicflow_backend_calls_total{backend=\"status\",outcome=\"circuit_open\"} 1\n"
+            ) != std::string::npos
+        );
         backend.set_mode("normal");
         // After the pause one probe goes through and closes the breaker again.
         std::string body;
@@ -739,6 +756,30 @@ TEST_SUITE("integration/server") {
         CHECK(value("civicflow_store_cache_misses_total") >= 1);
         CHECK(value("civicflow_store_cache_hits_total") >= 1);
         CHECK(value("civicflow_store_cache_sessions") >= 1);
+    }
+
+    TEST_CASE("metrics count responses by route and status, and backend calls by outcome") {
+        Harness h;
+        const std::string u = "citizen-metrics-2";
+        h.say(u, "hi");
+        h.say(u, "3");
+        h.say(u, "DL1234567890123");  // a status lookup through the backend
+        REQUIRE(ct::post_message(h.server.port, "{\"user\":7}")->status == 400);
+        REQUIRE(ct::request(h.server.port, "GET", "/nowhere")->status == 404);
+        auto m = ct::request(h.server.port, "GET", "/metrics");
+        REQUIRE(m);
+        for (const char* line :
+             {"# TYPE civicflow_http_responses_total counter",
+              "civicflow_http_responses_total{route=\"messages\",status=\"200\"} 3",
+              "civicflow_http_responses_total{route=\"messages\",status=\"400\"} 1",
+              "civicflow_http_responses_total{route=\"unknown\",status=\"404\"} 1",
+              "# TYPE civicflow_backend_calls_total counter",
+              "civicflow_backend_calls_total{backend=\"status\",outcome=\"ok\"} 1",
+              "civicflow_backend_calls_total{backend=\"status\",outcome=\"failed\"} 0",
+              "civicflow_backend_circuit_open{backend=\"status\"} 0"}) {
+            CAPTURE(line);
+            CHECK(m->body.find("\n" + std::string(line) + "\n") != std::string::npos);
+        }
     }
 
     // The message API answers for any citizen id: with CIVICFLOW_API_TOKEN set it serves only

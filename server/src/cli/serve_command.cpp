@@ -477,7 +477,8 @@ int run_serve(int argc, char** argv) {
             admin_token(),
             token_from_env("CIVICFLOW_API_TOKEN"),
             config.threads,
-            whatsapp.get()},
+            whatsapp.get(),
+            &backends},
         service,
         store
     );

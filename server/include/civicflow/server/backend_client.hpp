@@ -50,6 +50,9 @@ public:
 
     bool has_backend(std::string_view name) const;
 
+    /// Prometheus text: calls per backend and outcome, and whether each circuit is open.
+    std::string metrics() const;
+
     /// Drops idle pooled connections (before shutdown).
     void close_idle();
 

@@ -19,6 +19,7 @@ namespace civicflow::server {
 class MessageService;
 class Store;
 class WhatsAppChannel;
+class BackendClient;
 
 /// Async Beast server in the C++20 coroutine style: one coroutine per connection reads a
 /// request, routes it, writes the response and reads the next.
@@ -50,6 +51,8 @@ public:
         /// The WhatsApp channel behind /webhooks/whatsapp, /v1/notifications and
         /// /v1/admin/whatsapp/...; nullptr: those answer 404.
         WhatsAppChannel* whatsapp = nullptr;
+        /// The flows' backend client, whose call counts /metrics shows; nullptr: none.
+        const BackendClient* backends = nullptr;
     };
 
     HttpServer(

@@ -411,6 +411,19 @@ private:
         return tpl;
     }
 
+    /// W105: a text left unquoted and followed by " #" lost the rest of its line to a comment.
+    void warn_comment_cut(const Node& n, const std::string& what) {
+        if (n.comment_column == 0)
+            return;
+        diags_.warning(
+            "W105",
+            SourceLocation{file_, n.line, n.column},
+            what + " ends before ' #': YAML reads the rest of the line as a comment",
+            "quote the text to keep the '#': say: \"Call helpline #1\"",
+            static_cast<int>(utf8_length(n.scalar))
+        );
+    }
+
     /// A text: one string, or a map language -> string (E101, E109 for bad language codes).
     LocalizedText text(
         const Node& n,
@@ -422,6 +435,7 @@ private:
         std::vector<LocalizedText::Variant> variants;
         TextUse use{what, {}, loc(n), span(n)};
         if (n.is_scalar()) {
+            warn_comment_cut(n, what);
             Template tpl = parse_template(n);
             if (reads != nullptr) {
                 reads->push_back(make_read(owner, tpl, n));
@@ -448,6 +462,7 @@ private:
                     );
                     continue;
                 }
+                warn_comment_cut(value, "the " + quote(key.scalar) + " text of " + what);
                 Template tpl = parse_template(value);
                 if (reads != nullptr) {
                     reads->push_back(make_read(owner, tpl, value));

@@ -408,6 +408,25 @@ public:
         // yaml-cpp tags plain scalars "?" and quoted or block scalars "!"; an explicit tag
         // (!!str) also means "take this as text".
         node.quoted = tag != "?";
+        if (!node.quoted && mark.pos >= 0 && !value.empty() &&
+            value.find('\n') == std::string::npos) {
+            // A one-line plain scalar is its source bytes as written: what follows it on the
+            // line tells whether a comment cut it short.
+            const std::string_view text = positions_.text();
+            const std::size_t at = static_cast<std::size_t>(mark.pos) + positions_.bom();
+            if (text.substr(at, value.size()) == value) {
+                std::size_t i = at + value.size();
+                while (i < text.size() && (text[i] == ' ' || text[i] == '\t'))
+                    ++i;
+                // "# note" is a comment as meant; "#1", "#tag" are text cut short.
+                const bool attached = i + 1 < text.size() && text[i + 1] != ' ' &&
+                                      text[i + 1] != '\t' && text[i + 1] != '\n' &&
+                                      text[i + 1] != '\r' && text[i + 1] != '#';
+                if (i > at + value.size() && i < text.size() && text[i] == '#' && attached)
+                    node.comment_column =
+                        node.column + static_cast<int>(utf8_length(text.substr(at, i - at)));
+            }
+        }
         count_nodes(1, mark, false);
         const std::size_t bytes = node.scalar.size() + node.segments.size() * sizeof(TextSegment);
         complete(std::move(node), anchor, 1, 0, bytes);

@@ -110,6 +110,24 @@ TEST_SUITE("engine/yaml_document") {
         CHECK(errors_of("a: \"x\ty\"\r\nb: 2\r\n").empty());
     }
 
+    TEST_CASE("a plain scalar cut short by ' #word' is marked, a '# note' comment is not") {
+        Diagnostics diags;
+        const auto doc = yaml::parse(
+            "f.yaml",
+            "a: Call helpline #1 or 1967\nb: Office hours   # a note\nc: \"quoted #1\"\nd: "
+            "x#y\ne: \u0928\u092e #\u0938\n",
+            diags,
+            {}
+        );
+        REQUIRE(doc.root);
+        CHECK(doc.root->find("a")->scalar == "Call helpline");
+        CHECK(doc.root->find("a")->comment_column == 18);
+        CHECK(doc.root->find("b")->comment_column == 0);
+        CHECK(doc.root->find("c")->comment_column == 0);
+        CHECK(doc.root->find("d")->comment_column == 0);  // no space before '#': text
+        CHECK(doc.root->find("e")->comment_column == 7);  // columns count characters
+    }
+
     TEST_CASE("a syntax error after a tab-indented line hints at the tab") {
         const std::string out = errors_of("states:\n  a:\n\tsay: hi\n  b: 1\n");
         CHECK(out.find("error[E100]") != std::string::npos);

@@ -41,6 +41,10 @@ struct Node {
     int column = 0;  // 1-based
     std::string scalar;
     bool quoted = false;
+    // A plain scalar followed on its line by " #" and a word ("#1", not "# note"): YAML read
+    // the rest as a comment, so a text "Call helpline #1" ends at "helpline". 1-based column
+    // of the '#', 0: none.
+    int comment_column = 0;
     std::vector<TextSegment> segments;  // scalars: where `scalar` was written; empty: unknown
     std::vector<Node> items;            // kSequence
     std::vector<std::pair<Node, Node>> entries;  // kMap: key node, value node

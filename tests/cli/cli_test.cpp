@@ -135,5 +135,24 @@ TEST_SUITE("cli") {
             r.out.find("(calling GET status /applications/DL1234567890123)") != std::string::npos
         );
         CHECK(r.out.find("Status: Police verification") != std::string::npos);
+        // Piped input is echoed after the prompt, so the transcript reads.
+        CHECK(r.out.find("you> DL1234567890123\n") != std::string::npos);
+    }
+
+    TEST_CASE("chat keeps mistyped commands from the flows and refuses an unknown language") {
+        const Run r = run("chat flows", "hi\n/sesion\n/session\n");
+        CHECK(r.status == 0);
+        CHECK(
+            r.out.find("(unknown command /sesion: /choose ID, /advance 30m, /session, /quit)") !=
+            std::string::npos
+        );
+        // The mistyped command reached no flow: the session is still at the main menu.
+        CHECK(r.out.find("\"state\":\"menu\"") != std::string::npos);
+        const Run lang = run("chat flows --lang ta", "");
+        CHECK(lang.status == 2);
+        CHECK(
+            lang.out.find("--lang ta is not a language of the helpline (en, hi)") !=
+            std::string::npos
+        );
     }
 }

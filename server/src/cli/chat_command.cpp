@@ -1,5 +1,6 @@
 // civicflow chat DIR: a conversation with the flows in the terminal. Backend calls are answered
 // from a YAML fixture file (the conversation-test mock format) or by a live HTTP base URL.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +13,8 @@
 #include "chat_http.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
+
+#include <unistd.h>
 
 namespace civicflow::cli {
 
@@ -122,6 +125,22 @@ int run_chat(int argc, char** argv) {
 
     engine::Session session;
     const std::string lang = args.get("lang").value_or("");
+    if (!lang.empty() &&
+        std::find(flows.helpline.languages.begin(), flows.helpline.languages.end(), lang) ==
+            flows.helpline.languages.end()) {
+        std::string list;
+        for (const auto& l : flows.helpline.languages)
+            list += (list.empty() ? "" : ", ") + l;
+        std::fprintf(
+            stderr,
+            "civicflow chat: --lang %s is not a language of the helpline (%s)\n",
+            lang.c_str(),
+            list.c_str()
+        );
+        return 2;
+    }
+    // Input from a pipe or file is not shown by a terminal: echo it, so the transcript reads.
+    const bool echo = ::isatty(STDIN_FILENO) == 0;
     engine::Timestamp now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch()
     )
@@ -139,6 +158,8 @@ int run_chat(int argc, char** argv) {
             std::printf("\n");
             break;
         }
+        if (echo)
+            std::printf("%s\n", line.c_str());
         engine::Input input;
         if (line == "/quit") {
             break;
@@ -156,8 +177,15 @@ int run_chat(int argc, char** argv) {
             }
             continue;
         }
-        if (line.rfind("/choose ", 0) == 0) {
+        if (line.rfind("/choose ", 0) == 0 && line.size() > 8) {
             input = engine::Input::choice(line.substr(8));
+        } else if (!line.empty() && line[0] == '/') {
+            // A mistyped command must not reach the flows as a citizen's message.
+            std::printf(
+                "     (unknown command %s: /choose ID, /advance 30m, /session, /quit)\n",
+                line.substr(0, line.find(' ')).c_str()
+            );
+            continue;
         } else {
             input = engine::Input::text_input(line);
         }

@@ -124,6 +124,12 @@ TEST_SUITE("cli") {
         const Run dot = run("graph --format=dot flows/status.yaml");
         CHECK(dot.status == 0);
         CHECK(dot.out.rfind("digraph \"status\" {\n", 0) == 0);
+        const Run dir = run("graph flows");
+        CHECK(dir.status == 2);
+        CHECK(
+            dir.out.find("flows is a directory; name one flow file in it (e.g. flows/main.yaml)") !=
+            std::string::npos
+        );
     }
 
     TEST_CASE("chat holds a conversation with backend answers from a fixture file") {

@@ -37,6 +37,15 @@ int run_graph(int argc, char** argv) {
     }
     const std::filesystem::path file(args.positional[0]);
     std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) {
+        std::fprintf(
+            stderr,
+            "civicflow graph: %s is a directory; name one flow file in it (e.g. %s)\n",
+            file.string().c_str(),
+            (file / "main.yaml").string().c_str()
+        );
+        return 2;
+    }
     if (!std::filesystem::is_regular_file(file, ec)) {
         std::fprintf(stderr, "civicflow graph: no such file: %s\n", file.string().c_str());
         return 2;

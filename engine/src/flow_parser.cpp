@@ -596,7 +596,7 @@ private:
                             item,
                             "invalid regular expression in " + owner + ": " +
                                 compiled.error().message,
-                            "patterns use RE2 syntax; named groups are written (?P<name>...)"
+                            pattern_hint(*source)
                         );
                         continue;
                     }
@@ -709,8 +709,11 @@ ParsedFile Reader::read(const Node& root) {
             "E103",
             loc(root),
             "missing key 'flow' in file",
-            "a flow file starts with 'flow: NAME', the helpline file with "
-            "'helpline: NAME'"
+            root.find("conversations") != nullptr
+                ? "this is a conversation test: keep test files in a folder of their own "
+                  "(flows/tests/) and run them with 'civicflow test'"
+                : "a flow file starts with 'flow: NAME', the helpline file with "
+                  "'helpline: NAME'"
         );
         out.unnamed_flow = true;
         return out;
@@ -1407,7 +1410,7 @@ void Reader::read_validators(
                         "E301",
                         arg,
                         "invalid regular expression in " + owner + ": " + compiled.error().message,
-                        "patterns use RE2 syntax; named groups are written (?P<name>...)"
+                        pattern_hint(*source)
                     );
                     ok = false;
                 }

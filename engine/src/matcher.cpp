@@ -523,7 +523,7 @@ std::shared_ptr<const TextMatcher> TextMatcher::build(
                     "E301",
                     spec.location,
                     "invalid regular expression: " + compiled.error().message,
-                    "patterns use RE2 syntax; named groups are written (?P<name>...)",
+                    pattern_hint(spec.source),
                     std::max(1, static_cast<int>(utf8_length(spec.source)))
                 );
                 continue;

@@ -163,4 +163,20 @@ std::size_t RegexSet::size() const {
     return impl_->singles.size();
 }
 
+std::string pattern_hint(std::string_view source) {
+    for (const std::string_view around : {"(?=", "(?!", "(?<=", "(?<!"}) {
+        if (source.find(around) != std::string_view::npos) {
+            return "RE2 has no look-ahead or look-behind ((?=, (?!, (?<=, (?<!): match the text "
+                   "itself, and capture the part you need with (?P<name>...)";
+        }
+    }
+    for (std::size_t i = 0; i + 1 < source.size(); ++i) {
+        if (source[i] == '\\' && source[i + 1] >= '1' && source[i + 1] <= '9')
+            return "RE2 has no back-references (\\1): write the repeated part out";
+        if (source[i] == '\\')
+            ++i;  // an escaped character, e.g. \\ then 1
+    }
+    return "patterns use RE2 syntax; named groups are written (?P<name>...)";
+}
+
 }  // namespace civicflow::engine

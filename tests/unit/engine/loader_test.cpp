@@ -284,6 +284,21 @@ states:
         );
     }
 
+    TEST_CASE("a conversation test among the flows is named as such") {
+        const auto r = load(
+            {{"flows/main.test.yaml", "conversations:\n  - name: x\n    steps: []\n"},
+             {"flows/main.yaml",
+              "version: 1\nflow: main\ntitle: M\nstart: s\nstates:\n  s: { say: hi, end: true }\n"}}
+        );
+        REQUIRE(r.diagnostics.items().size() == 1);
+        CHECK(r.diagnostics.items()[0].code == "E103");
+        CHECK(
+            r.diagnostics.items()[0].hint ==
+            "this is a conversation test: keep test files in a folder of their own (flows/tests/) "
+            "and run them with 'civicflow test'"
+        );
+    }
+
     // One mistake, one error: a follow-on error would point away from the fix.
     TEST_CASE("a mistake is reported once, without follow-on errors") {
         const auto codes = [](const std::vector<SourceFile>& files) {

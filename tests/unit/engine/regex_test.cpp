@@ -6,6 +6,7 @@
 
 #include <civicflow/engine/regex.hpp>
 
+using civicflow::engine::pattern_hint;
 using civicflow::engine::Regex;
 using civicflow::engine::RegexSet;
 
@@ -34,6 +35,22 @@ TEST_SUITE("engine/regex") {
         auto bad_group = Regex::compile("(?<ref>x)");
         REQUIRE_FALSE(bad_group.has_value());
         CHECK(bad_group.error().message == "invalid perl operator: (?<");
+    }
+
+    TEST_CASE("the hint of an invalid pattern names what RE2 lacks") {
+        CHECK(
+            pattern_hint("(?<=Rs)\\d+").find("no look-ahead or look-behind") != std::string::npos
+        );
+        CHECK(pattern_hint("fee(?!s)").find("no look-ahead or look-behind") != std::string::npos);
+        CHECK(pattern_hint("(a)\\1").find("no back-references") != std::string::npos);
+        CHECK(
+            pattern_hint("a\\\\1") ==
+            "patterns use RE2 syntax; named groups are written (?P<name>...)"
+        );
+        CHECK(
+            pattern_hint("(?<name>x)") ==
+            "patterns use RE2 syntax; named groups are written (?P<name>...)"
+        );
     }
 
     TEST_CASE("full_match needs the whole text to match") {

@@ -60,4 +60,8 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+/// The hint of an E301 for `source`: what RE2 lacks that the pattern seems to use
+/// (look-around, back-references), else how its syntax differs from others'.
+std::string pattern_hint(std::string_view source);
+
 }  // namespace civicflow::engine

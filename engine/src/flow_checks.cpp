@@ -1287,13 +1287,24 @@ void Checker::check_translations() {
                     ? missing.front()
                     : join(std::vector<std::string>(missing.begin(), missing.end() - 1)) + " and " +
                           missing.back();
+            // A text in a language the owner does not have is most often the missing one
+            // misspelt ('hin' for 'hi'): say so.
+            std::string hint = "add a text for each language, or write one text for all languages";
+            for (const std::string& lang : use.languages) {
+                if (lang.empty() || declared_set.count(lang) != 0)
+                    continue;
+                const std::string near = did_you_mean(lang, declared);
+                hint = quote(lang) + " is not a language of " + owner +
+                       (near.empty() ? std::string() : ": did you mean " + quote(near) + "?");
+                break;
+            }
             diags_.error(
                 "E404",
                 use.location,
                 use.what + " is missing the " + list + " translation" +
                     (missing.size() == 1 ? "" : "s") + " (" + owner + " declares " +
                     shown_languages + ")",
-                "add a text for each language, or write one text for all languages",
+                hint,
                 use.length
             );
         }

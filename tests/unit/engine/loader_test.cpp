@@ -284,6 +284,22 @@ states:
         );
     }
 
+    TEST_CASE("a missing translation beside a misspelt language code suggests the code") {
+        const auto r = load(
+            {{"main.yaml",
+              "version: 1\nflow: main\ntitle: M\nlanguages: [en, hi]\nstart: s\nstates:\n  s: { "
+              "say: { en: Hello, hin: Namaste }, end: true }\n"}}
+        );
+        bool found = false;
+        for (const auto& d : r.diagnostics.items()) {
+            if (d.code == "E404" && d.message.rfind("'say' of state 's'", 0) == 0) {
+                found = true;
+                CHECK(d.hint == "'hin' is not a language of flow 'main': did you mean 'hi'?");
+            }
+        }
+        CHECK(found);
+    }
+
     TEST_CASE("a conversation test among the flows is named as such") {
         const auto r = load(
             {{"flows/main.test.yaml", "conversations:\n  - name: x\n    steps: []\n"},

@@ -740,6 +740,25 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         }
     }
 
+    // PING for readiness, answered at once when Redis already owes a reply for longer than
+    // min(command_timeout / 2, 1 s): a load balancer's health check (often with a 1-2 s
+    // timeout) learns of a stalled Redis without waiting for the whole command_timeout.
+    asio::awaitable<engine::Result<Reply>> ping_command() {
+        return on_caller<engine::Result<Reply>>([self = shared_from_this()](auto done) mutable {
+            asio::dispatch(self->strand, [self, done = std::move(done)]() mutable {
+                const auto stalled_after =
+                    std::min(self->options.command_timeout / 2, std::chrono::milliseconds(1000));
+                if (self->up && !self->sent_at.empty() &&
+                    std::chrono::steady_clock::now() - self->sent_at.front() > stalled_after) {
+                    done(engine::Error{"store", "redis has stopped answering"});
+                    return;
+                }
+                std::string cmd = Command(1).arg("PING").take();
+                self->queue_command(cmd, nullptr, std::move(done));
+            });
+        });
+    }
+
     // Closes the connection for good; pending commands complete with a null reply (503).
     void close_now() {
         closing = true;
@@ -928,7 +947,7 @@ asio::awaitable<engine::Result<engine::Ok>> RedisStore::erase_citizen(const std:
 }
 
 asio::awaitable<engine::Result<engine::Ok>> RedisStore::ping() {
-    auto reply = co_await impl_->command(Command(1).arg("PING").take());
+    auto reply = co_await impl_->ping_command();
     if (!reply)
         co_return reply.error();
     co_return engine::Ok{};

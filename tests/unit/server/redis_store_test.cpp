@@ -119,6 +119,28 @@ TEST_SUITE("server/redis_store") {
         CHECK(run(s->load("919800000009", ""))->session == *w.session);
     }
 
+    // Readiness checks have short timeouts: while Redis owes a reply for over a second, ping()
+    // fails at once instead of waiting out command_timeout.
+    TEST_CASE("ping fails at once while redis has stopped answering") {
+        if (!testing::RedisServer::available())
+            return;
+        RedisFixture f;
+        auto s = f.open(10s, 3s);
+        REQUIRE(run(s->ping()));
+        f.redis.pause();
+        // A load waiting for its reply (answered once Redis runs again, within the timeout).
+        std::thread stuck([&] { run(s->load("919800000010", "")); });
+        std::this_thread::sleep_for(1200ms);
+        const auto start = std::chrono::steady_clock::now();
+        auto ping = run(s->ping());
+        const auto waited = std::chrono::steady_clock::now() - start;
+        CHECK_FALSE(ping);
+        CHECK(waited < 500ms);
+        f.redis.resume();
+        stuck.join();
+        CHECK(RedisFixture::wait_until([&] { return s->connected() && run(s->ping()); }));
+    }
+
     // User ids and message ids may contain "}" and ":": no two (user, id) pairs share a key,
     // so no citizen is answered with another's stored response, nor erases it.
     TEST_CASE("message ids of citizens whose ids contain braces and colons stay apart") {

@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -412,7 +413,25 @@ private:
     }
 
     /// W105: a text left unquoted and followed by " #" lost the rest of its line to a comment.
-    void warn_comment_cut(const Node& n, const std::string& what) {
+    /// E109: a text holding a control character (only an escape such as "\0" or "\x1b" in a
+    /// double-quoted text can put one there: raw ones are E100), which no phone shows.
+    void check_text_scalar(const Node& n, const std::string& what) {
+        for (const char ch : n.scalar) {
+            const auto c = static_cast<unsigned char>(ch);
+            if ((c < 0x20U && c != '\n' && c != '\t' && c != '\r') || c == 0x7FU) {
+                char byte[8];
+                std::snprintf(byte, sizeof byte, "0x%02X", c);
+                error(
+                    "E109",
+                    n,
+                    what + " holds a control character (" + byte +
+                        "), which citizens' phones "
+                        "do not show",
+                    "remove the escape that makes it (\\0, \\x.., \\u00..)"
+                );
+                break;
+            }
+        }
         if (n.comment_column == 0)
             return;
         diags_.warning(
@@ -435,7 +454,7 @@ private:
         std::vector<LocalizedText::Variant> variants;
         TextUse use{what, {}, loc(n), span(n)};
         if (n.is_scalar()) {
-            warn_comment_cut(n, what);
+            check_text_scalar(n, what);
             Template tpl = parse_template(n);
             if (reads != nullptr) {
                 reads->push_back(make_read(owner, tpl, n));
@@ -462,7 +481,7 @@ private:
                     );
                     continue;
                 }
-                warn_comment_cut(value, "the " + quote(key.scalar) + " text of " + what);
+                check_text_scalar(value, "the " + quote(key.scalar) + " text of " + what);
                 Template tpl = parse_template(value);
                 if (reads != nullptr) {
                     reads->push_back(make_read(owner, tpl, value));

@@ -300,6 +300,21 @@ states:
         CHECK(found);
     }
 
+    TEST_CASE("a text holding a control character through an escape is refused") {
+        const auto r = load(
+            {{"main.yaml",
+              "version: 1\nflow: main\ntitle: M\nstart: s\nstates:\n  s: { say: \"Fee\\0s\", end: "
+              "true }\n"}}
+        );
+        REQUIRE(r.diagnostics.items().size() == 1);
+        CHECK(r.diagnostics.items()[0].code == "E109");
+        CHECK(
+            r.diagnostics.items()[0].message ==
+            "'say' of state 's' holds a control character (0x00), which citizens' phones do not "
+            "show"
+        );
+    }
+
     TEST_CASE("a conversation test among the flows is named as such") {
         const auto r = load(
             {{"flows/main.test.yaml", "conversations:\n  - name: x\n    steps: []\n"},

@@ -385,19 +385,19 @@ bool Runner::run_step(const Node& step, int number) {
         )) {
         return false;
     }
+    int inputs = 0;
+    for (const char* key : {"send", "choose", "media", "location", "advance"})
+        inputs += step.find(key) != nullptr ? 1 : 0;
+    if (inputs > 1) {
+        fail(step, number, "a step has one input: send, choose, media, location or advance");
+        return false;
+    }
     if (const Node* adv = step.find("advance")) {
         if (auto ms = parse_duration_ms(adv->scalar)) {
             now_ += *ms;
             return true;
         }
         fail(*adv, number, "advance " + quote(adv->scalar) + " is not a duration like 30m");
-        return false;
-    }
-    int inputs = 0;
-    for (const char* key : {"send", "choose", "media", "location", "advance"})
-        inputs += step.find(key) != nullptr ? 1 : 0;
-    if (inputs > 1) {
-        fail(step, number, "a step has one input: send, choose, media, location or advance");
         return false;
     }
     if (const Node* v = step.find("waiting")) {

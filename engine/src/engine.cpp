@@ -1285,13 +1285,19 @@ Turn TurnRunner::run() {
         switch (s().waiting) {
             case Waiting::kNothing: {
                 start_entry();
-                // A first message that already says what the citizen wants is acted on.
+                // A first message that already says what the citizen wants is acted on: at a
+                // menu through its routes and the FAQ; at a free-text question through the FAQ
+                // only, since such a question's routes often take any text ("describe the
+                // problem") and would take the greeting for the answer.
                 const Flow* entry = current_flow();
                 const State* first = current_state();
                 if (!aborted_ && in_.kind == Input::Kind::kText && entry != nullptr &&
-                    first != nullptr &&
-                    (s().waiting == Waiting::kMenu || s().waiting == Waiting::kText)) {
-                    if (!try_routes(*entry, *first, norm)) {
+                    first != nullptr) {
+                    if (s().waiting == Waiting::kMenu) {
+                        if (!try_routes(*entry, *first, norm)) {
+                            try_faq(*entry, norm);
+                        }
+                    } else if (s().waiting == Waiting::kText) {
                         try_faq(*entry, norm);
                     }
                 }

@@ -29,6 +29,8 @@
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/response_cache.hpp>
 
+#include "metrics_text.hpp"
+
 #include <sys/socket.h>
 
 namespace civicflow::server {
@@ -545,6 +547,7 @@ asio::awaitable<engine::CallResult> BackendClient::call(
 }
 
 std::string BackendClient::metrics() const {
+    using detail::label_value;
     static constexpr std::array<const char*, Impl::kOutcomes> kNames{
         "ok", "rejected", "failed", "circuit_open", "cached"};
     std::string out;
@@ -557,8 +560,9 @@ std::string BackendClient::metrics() const {
         "# TYPE civicflow_backend_calls_total counter\n";
     for (const auto& b : impl_->backends) {
         for (std::size_t i = 0; i < Impl::kOutcomes; ++i) {
-            out += "civicflow_backend_calls_total{backend=\"" + b->config.name + "\",outcome=\"" +
-                   kNames[i] + "\"} " + std::to_string(b->outcomes[i].load()) + "\n";
+            out += "civicflow_backend_calls_total{backend=\"" + label_value(b->config.name) +
+                   "\",outcome=\"" + kNames[i] + "\"} " + std::to_string(b->outcomes[i].load()) +
+                   "\n";
         }
     }
     out +=
@@ -568,7 +572,7 @@ std::string BackendClient::metrics() const {
     const std::int64_t now = steady_ms();
     for (const auto& b : impl_->backends) {
         const bool open = b->breaker.state(now) == CircuitBreaker::State::kOpen;
-        out += "civicflow_backend_circuit_open{backend=\"" + b->config.name + "\"} " +
+        out += "civicflow_backend_circuit_open{backend=\"" + label_value(b->config.name) + "\"} " +
                (open ? "1" : "0") + "\n";
     }
     return out;

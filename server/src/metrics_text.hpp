@@ -20,4 +20,22 @@ inline void append_metric(
     out.append(name).append(" ").append(std::to_string(value)).append("\n");
 }
 
+// A label value in the text format: backslash, double quote and line feed escaped, so that a
+// name from the config (a backend's) cannot break the whole scrape.
+inline std::string label_value(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (const char c : v) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
 }  // namespace civicflow::server::detail

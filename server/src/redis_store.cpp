@@ -662,13 +662,24 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
             if (self->closing)
                 break;
             if (!done) {
+                // A Redis that refuses the command (renamed or blocked, as some managed services
+                // do) refuses it next time too: say so once, and wait for the next erasure.
+                const std::string& why = done.error().message;
+                const bool refused = why.find("unknown command") != std::string::npos ||
+                                     why.find("NOPERM") != std::string::npos;
                 Logger::log(
                     LogLevel::kWarn,
                     {},
                     "erasure_aof_rewrite_failed",
-                    "store=redis error=\"" + done.error().message +
-                        "\" retry_in_ms=" + std::to_string(self->options.erasure_rewrite.count())
+                    "store=redis error=\"" + why + "\" " +
+                        (refused ? std::string("retry=next_erasure")
+                                 : "retry_in_ms=" +
+                                       std::to_string(self->options.erasure_rewrite.count()))
                 );
+                if (refused) {
+                    self->erasures_rewritten = covers;
+                    break;
+                }
                 continue;
             }
             const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -133,6 +133,11 @@ TEST_SUITE("flows/conversations") {
     steps:
       - send: "2"
         choose: birth_certificate
+  - name: advance and a message
+    steps:
+      - advance: 1m
+        send: "x"
+        state: nowhere
   - name: a button never shown
     steps:
       - send: "hi"
@@ -153,20 +158,21 @@ TEST_SUITE("flows/conversations") {
         state: ask_ref
 )"};
         const ConversationRun run = run_conversation_tests(*flows, {test});
-        REQUIRE(run.results.size() == 5);
+        REQUIRE(run.results.size() == 6);
         auto has = [&](std::size_t i, const std::string& text) {
             return failure_has(run.results[i], text);
         };
         CHECK(has(0, "step 1: a step has one input: send, choose, media, location or advance"));
+        CHECK(has(1, "step 1: a step has one input: send, choose, media, location or advance"));
         CHECK(
-            has(1,
-                "strict.test.yaml:9:17: conversation 'a button never shown' step 2: no menu of "
+            has(2,
+                "strict.test.yaml:14:17: conversation 'a button never shown' step 2: no menu of "
                 "this conversation offered \"pasport\" (did you mean \"passport\"?); offered: "
                 "passport, birth_certificate, status, grievance")
         );
-        CHECK(has(2, "unknown waiting \"question\" (one of nothing, menu, answer, text,"));
-        CHECK(has(3, "unknown effect \"handof\" (did you mean \"handoff\"?)"));
-        CHECK(run.results[4].passed);
+        CHECK(has(3, "unknown waiting \"question\" (one of nothing, menu, answer, text,"));
+        CHECK(has(4, "unknown effect \"handof\" (did you mean \"handoff\"?)"));
+        CHECK(run.results[5].passed);
         CHECK(run.passed() == 1);
     }
 

@@ -331,6 +331,32 @@ TEST_SUITE("server/backend_client") {
         CHECK(text.find("expired-7f3a") == std::string::npos);
     }
 
+    // Backend names come from the config as any YAML key: /metrics escapes them, or one quote
+    // would break the whole scrape.
+    TEST_CASE("metrics count calls per outcome, with the backend name escaped") {
+        TestBackend backend([](const Request&, int n) {
+            return n == 1 ? json(200, "{}") : json(503, "{}");
+        });
+        auto config = config_for(backend);
+        config.name = "tax\"svc";
+        Client client(config);
+        CHECK(run(client.client->call({"c1", "tax\"svc", "GET", "/a", ""}, "rid")).status == 200);
+        CHECK(run(client.client->call({"c2", "tax\"svc", "GET", "/b", ""}, "rid")).status == 503);
+        const std::string m = client.client->metrics();
+        CHECK(
+            m.find("civicflow_backend_calls_total{backend=\"tax\\\"svc\",outcome=\"ok\"} 1\n") !=
+            std::string::npos
+        );
+        CHECK(
+            m.find("civicflow_backend_calls_total{backend=\"tax\\\"svc\",outcome=\"failed\"} 1\n"
+            ) != std::string::npos
+        );
+        CHECK(
+            m.find("civicflow_backend_circuit_open{backend=\"tax\\\"svc\"} 0\n") !=
+            std::string::npos
+        );
+    }
+
     // https base URLs: TLS with the certificate checked against the configured host name. The
     // test's certificate is made trusted through SSL_CERT_FILE, which OpenSSL's default verify
     // paths (what the client uses) read.

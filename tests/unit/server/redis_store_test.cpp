@@ -22,8 +22,10 @@ namespace {
 
 // The store's own io_context on a thread, as in the server; tests await from their own.
 struct RedisFixture {
-    explicit RedisFixture(std::string dir = {}, bool aof = true)
-        : redis(std::move(dir), aof) {}
+    explicit RedisFixture(
+        std::string dir = {}, bool aof = true, std::vector<std::string> extra_args = {}
+    )
+        : redis(std::move(dir), aof, std::move(extra_args)) {}
 
     std::unique_ptr<server::RedisStore> open(
         std::chrono::milliseconds lease_wait = 10s, std::chrono::milliseconds timeout = 2s
@@ -457,6 +459,32 @@ TEST_SUITE("server/redis_store") {
         REQUIRE(erased);
         CHECK_FALSE(erased->session);
         CHECK_FALSE(erased->response);
+        s.reset();
+        std::filesystem::remove_all(dir);
+    }
+
+    // A managed Redis may block BGREWRITEAOF: the store says so once and waits for the next
+    // erasure, instead of repeating the warning every erasure_rewrite.
+    TEST_CASE("a Redis that refuses the rewrite is told about once, not every interval") {
+        if (!testing::RedisServer::available())
+            return;
+        const std::string dir = testing::temp_dir("civicflow-aof");
+        const testing::StderrToFile log(testing::temp_dir("civicflow-log") + "/stderr");
+        RedisFixture f(dir, true, {"--rename-command", "BGREWRITEAOF", ""});
+        REQUIRE(f.redis.running());
+        f.erasure_rewrite = 50ms;
+        auto s = f.open();
+        REQUIRE(run(s->write(citizen_turn("919811122233", "Kamala Devi"))));
+        REQUIRE(run(s->erase_citizen("919811122233")));
+        CHECK(RedisFixture::wait_until([&] {
+            return log.text().find("retry=next_erasure") != std::string::npos;
+        }));
+        std::this_thread::sleep_for(400ms);  // eight intervals
+        const std::string text = log.text();
+        const auto first = text.find("event=erasure_aof_rewrite_failed");
+        REQUIRE(first != std::string::npos);
+        CHECK(text.find("event=erasure_aof_rewrite_failed", first + 1) == std::string::npos);
+        CHECK(text.find("unknown command") != std::string::npos);
         s.reset();
         std::filesystem::remove_all(dir);
     }

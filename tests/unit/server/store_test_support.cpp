@@ -179,9 +179,10 @@ bool RedisServer::available() {
     return ::access(kRedisServer, X_OK) == 0;
 }
 
-RedisServer::RedisServer(std::string dir, bool aof)
+RedisServer::RedisServer(std::string dir, bool aof, std::vector<std::string> extra_args)
     : dir_(std::move(dir))
-    , aof_(aof && !dir_.empty()) {
+    , aof_(aof && !dir_.empty())
+    , extra_args_(std::move(extra_args)) {
     if (!available())
         return;
     port_ = free_port();
@@ -216,6 +217,7 @@ bool RedisServer::start() {
     } else {
         args.insert(args.end(), {"--appendonly", "no"});
     }
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
     for (auto& a : args)
         argv.push_back(a.data());

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -107,7 +108,9 @@ namespace civicflow::testing {
 /// redis-server binary is installed: tests then skip.
 class RedisServer {
 public:
-    explicit RedisServer(std::string dir = {}, bool aof = true);
+    explicit RedisServer(
+        std::string dir = {}, bool aof = true, std::vector<std::string> extra_args = {}
+    );
     ~RedisServer();
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
@@ -130,6 +133,7 @@ private:
     std::uint16_t port_ = 0;
     std::string dir_;
     bool aof_ = false;
+    std::vector<std::string> extra_args_;  // more redis-server options
 };
 
 }  // namespace civicflow::testing

@@ -1193,31 +1193,6 @@ void TurnRunner::handle_erase_confirm(std::string_view norm) {
     }
 }
 
-// The helpline language a client's hint names: the same code in any case, else the same
-// primary subtag ("hi-IN", "hi_in" and "HI" are "hi", as browsers and phones send them);
-// empty when none.
-std::string helpline_language(const std::vector<std::string>& languages, std::string_view hint) {
-    const auto same = [](std::string_view a, std::string_view b) {
-        return a.size() == b.size() &&
-               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-                   return std::tolower(static_cast<unsigned char>(x)) ==
-                          std::tolower(static_cast<unsigned char>(y));
-               });
-    };
-    if (hint.empty())
-        return {};
-    for (const std::string& l : languages) {
-        if (same(l, hint))
-            return l;
-    }
-    const std::string_view primary = hint.substr(0, hint.find_first_of("-_"));
-    for (const std::string& l : languages) {
-        if (same(l, primary))
-            return l;
-    }
-    return {};
-}
-
 Turn TurnRunner::run() {
     Session& session = s();
     if (session.created_at == 0) {
@@ -1331,6 +1306,28 @@ Turn TurnRunner::run() {
 }
 
 }  // namespace
+
+std::string helpline_language(const std::vector<std::string>& languages, std::string_view hint) {
+    const auto same = [](std::string_view a, std::string_view b) {
+        return a.size() == b.size() &&
+               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) ==
+                          std::tolower(static_cast<unsigned char>(y));
+               });
+    };
+    if (hint.empty())
+        return {};
+    for (const std::string& l : languages) {
+        if (same(l, hint))
+            return l;
+    }
+    const std::string_view primary = hint.substr(0, hint.find_first_of("-_"));
+    for (const std::string& l : languages) {
+        if (same(l, primary))
+            return l;
+    }
+    return {};
+}
 
 Input Input::text_input(std::string text) {
     Input input;

@@ -154,6 +154,10 @@ TEST_SUITE("cli") {
         );
         // The mistyped command reached no flow: the session is still at the main menu.
         CHECK(r.out.find("\"state\":\"menu\"") != std::string::npos);
+        // Codes as clients send them: "hi-IN" is "hi".
+        const Run hindi = run("chat flows --lang hi-IN", "namaste\\n");
+        CHECK(hindi.status == 0);
+        CHECK(hindi.out.find("नमस्ते!") != std::string::npos);
         const Run lang = run("chat flows --lang ta", "");
         CHECK(lang.status == 2);
         CHECK(

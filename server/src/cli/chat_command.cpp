@@ -1,6 +1,5 @@
 // civicflow chat DIR: a conversation with the flows in the terminal. Backend calls are answered
 // from a YAML fixture file (the conversation-test mock format) or by a live HTTP base URL.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -124,17 +123,17 @@ int run_chat(int argc, char** argv) {
     const std::optional<std::string> backend_url = args.get("backend-url");
 
     engine::Session session;
-    const std::string lang = args.get("lang").value_or("");
-    if (!lang.empty() &&
-        std::find(flows.helpline.languages.begin(), flows.helpline.languages.end(), lang) ==
-            flows.helpline.languages.end()) {
+    // As the server takes a client's hint: "HI" and "hi-IN" are "hi".
+    const std::string given = args.get("lang").value_or("");
+    const std::string lang = engine::helpline_language(flows.helpline.languages, given);
+    if (!given.empty() && lang.empty()) {
         std::string list;
         for (const auto& l : flows.helpline.languages)
             list += (list.empty() ? "" : ", ") + l;
         std::fprintf(
             stderr,
             "civicflow chat: --lang %s is not a language of the helpline (%s)\n",
-            lang.c_str(),
+            given.c_str(),
             list.c_str()
         );
         return 2;

@@ -1,6 +1,7 @@
 // Diagnostics for flow authors: collection, GCC-style text, JSON, "did you mean".
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <string_view>
 #include <tuple>
 
@@ -184,7 +185,7 @@ std::string printable(const std::string& text) {
     out.reserve(text.size());
     for (const char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
-        if ((c < 0x20U && c != '\n' && c != '\t') || c == 0x7FU) {
+        if (is_control_character(c) || c == '\r') {
             out += "\xEF\xBF\xBD";
         } else {
             out += ch;
@@ -331,6 +332,12 @@ std::string format_json(const Diagnostics& diags) {
         out += '}';
     }
     out += first ? "]\n" : "\n]\n";
+    return out;
+}
+
+std::string byte_name(unsigned char c) {
+    char out[8];
+    std::snprintf(out, sizeof out, "0x%02X", c);
     return out;
 }
 

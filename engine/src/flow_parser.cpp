@@ -6,7 +6,6 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
-#include <cstdio>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -418,15 +417,12 @@ private:
     void check_text_scalar(const Node& n, const std::string& what) {
         for (const char ch : n.scalar) {
             const auto c = static_cast<unsigned char>(ch);
-            if ((c < 0x20U && c != '\n' && c != '\t' && c != '\r') || c == 0x7FU) {
-                char byte[8];
-                std::snprintf(byte, sizeof byte, "0x%02X", c);
+            if (is_control_character(c)) {
                 error(
                     "E109",
                     n,
-                    what + " holds a control character (" + byte +
-                        "), which citizens' phones "
-                        "do not show",
+                    what + " holds a control character (" + byte_name(c) +
+                        "), which citizens' phones do not show",
                     "remove the escape that makes it (\\0, \\x.., \\u00..)"
                 );
                 break;

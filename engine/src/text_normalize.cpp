@@ -652,6 +652,10 @@ std::size_t utf8_valid_prefix(std::string_view text) {
     return n;
 }
 
+bool is_control_character(unsigned char c) {
+    return (c < 0x20U && c != '\t' && c != '\n' && c != '\r') || c == 0x7FU;
+}
+
 bool is_valid_utf8(std::string_view text) {
     return utf8_valid_prefix(text) == text.size();
 }

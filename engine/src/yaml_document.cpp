@@ -93,11 +93,16 @@ bool tab_indented_up_to(std::string_view text, int line) {
     return false;
 }
 
-// Control characters YAML does not allow in a file (tab, line feed and carriage return it does).
-constexpr char kControlBytes[] =
-    "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0B\x0C\x0E\x0F\x10\x11\x12\x13\x14\x15\x16\x17"
-    "\x18\x19\x1A\x1B\x1C\x1D\x1E\x1F\x7F";
-constexpr std::string_view kControlCharacters{kControlBytes, sizeof kControlBytes - 1};
+// The line and column (in characters) of byte `at` of `text`.
+SourceLocation location_at(const std::string& file, std::string_view text, std::size_t at) {
+    const std::string_view before = text.substr(0, at);
+    const std::size_t newline = before.rfind('\n');
+    const std::size_t from = newline == std::string_view::npos ? 0 : newline + 1;
+    return SourceLocation{
+        file,
+        static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1,
+        static_cast<int>(utf8_length(before.substr(from))) + 1};
+}
 
 std::string syntax_hint(std::string_view message, bool tab_indented = false) {
     const auto has = [&](std::string_view part) {
@@ -741,41 +746,34 @@ Document parse(
     if (const std::size_t valid = utf8_valid_prefix(text); valid < text.size()) {
         // A file saved in another encoding (Windows-1252, UTF-16) would load with its texts
         // garbled and be sent to citizens as invalid UTF-8.
-        const std::string_view before = text.substr(0, valid);
-        const std::size_t newline = before.rfind('\n');
-        const std::size_t from = newline == std::string_view::npos ? 0 : newline + 1;
-        const auto line = static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1;
-        const auto column = static_cast<int>(utf8_length(before.substr(from))) + 1;
-        char byte[8];
-        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[valid]));
         const bool utf16 = text.starts_with("\xFF\xFE") || text.starts_with("\xFE\xFF");
         diags.error(
             "E100",
-            SourceLocation{file, line, column},
+            location_at(file, text, valid),
             utf16 ? std::string("the file is UTF-16 (it starts with a UTF-16 byte-order mark), not "
                                 "UTF-8")
-                  : std::string("the file is not UTF-8: byte ") + byte +
+                  : "the file is not UTF-8: byte " +
+                        byte_name(static_cast<unsigned char>(text[valid])) +
                         " cannot start or continue a character here",
             "save the file with the UTF-8 encoding (in most editors: Save as, Encoding: UTF-8)"
         );
         return doc;
     }
-    if (const std::size_t at = text.find_first_of(kControlCharacters);
-        at != std::string_view::npos) {
+    if (const auto control = std::find_if(
+            text.begin(),
+            text.end(),
+            [](char c) { return is_control_character(static_cast<unsigned char>(c)); }
+        );
+        control != text.end()) {
         // YAML allows no control character but tab and line breaks; one in a text would reach
         // citizens. A file saved as UTF-16 has a NUL beside every ASCII letter.
-        const std::string_view before = text.substr(0, at);
-        const std::size_t newline = before.rfind('\n');
-        const std::size_t from = newline == std::string_view::npos ? 0 : newline + 1;
-        const auto line = static_cast<int>(std::count(before.begin(), before.end(), '\n')) + 1;
-        const auto column = static_cast<int>(utf8_length(before.substr(from))) + 1;
-        char byte[8];
-        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[at]));
+        const auto at = static_cast<std::size_t>(control - text.begin());
         const bool nul = text[at] == '\0';
         diags.error(
             "E100",
-            SourceLocation{file, line, column},
-            std::string("the file holds a control character (byte ") + byte + ")" +
+            location_at(file, text, at),
+            "the file holds a control character (byte " +
+                byte_name(static_cast<unsigned char>(text[at])) + ")" +
                 (nul ? ": it may be saved as UTF-16, not UTF-8" : ""),
             nul ? "save the file with the UTF-8 encoding (in most editors: Save as, Encoding: "
                   "UTF-8)"

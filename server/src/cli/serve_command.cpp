@@ -469,13 +469,14 @@ int run_serve(int argc, char** argv) {
             "reason=unset_env env=" + config.whatsapp.app_secret_env
         );
     }
+    const std::string api_token = token_from_env("CIVICFLOW_API_TOKEN");
     server::HttpServer http(
         ioc.get_executor(),
         server::HttpServer::Options{
             config.limits,
             config.access_log,
             admin_token(),
-            token_from_env("CIVICFLOW_API_TOKEN"),
+            api_token,
             config.threads,
             whatsapp.get(),
             &backends},
@@ -535,7 +536,7 @@ int run_serve(int argc, char** argv) {
         "port=" + std::to_string(*port) + " threads=" + std::to_string(config.threads) +
             " store=" + std::string(store_kind(*store_spec)) +
             " flows=" + std::to_string(loaded.flows->flows.size()) +
-            " api_token=" + (token_from_env("CIVICFLOW_API_TOKEN").empty() ? "off" : "on")
+            " api_token=" + (api_token.empty() ? "off" : "on")
     );
 
     std::vector<std::thread> threads;

@@ -95,4 +95,7 @@ std::string format_json(const Diagnostics& diags);
 /// or empty when none is close enough.
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 
+/// A byte as messages name it: "0x1B".
+std::string byte_name(unsigned char c);
+
 }  // namespace civicflow::engine

@@ -27,6 +27,10 @@ std::size_t utf8_length(std::string_view text);
 /// True when `text` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 
+/// A control character YAML does not allow in a file, and no phone shows in a text: C0 but
+/// tab, line feed and carriage return, and DEL.
+bool is_control_character(unsigned char c);
+
 /// How many bytes from the start of `text` are well-formed UTF-8 (text.size() when all are):
 /// the offset of the first byte that cannot start or continue a character there.
 std::size_t utf8_valid_prefix(std::string_view text);

@@ -270,13 +270,14 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
         , reconnect_timer(strand)
         , lease_prefix([] {
             std::random_device rd;
-            return std::to_string(rd()) + "-" + std::to_string(rd());
+            return std::to_string(rd()) + "-" + std::to_string(rd()) + "-";
         }()) {}
 
     asio::strand<asio::any_io_executor> strand;
     Options options;
     asio::steady_timer reconnect_timer;
-    std::string lease_prefix;  // unique per process: leases are compared by token
+    // Unique per process, ends in '-': tokens are it and a number; leases are compared by token.
+    std::string lease_prefix;
     const Script write_script{kWriteScript};
     const Script session_release_script{kSessionReleaseScript};
     const Script erase_script{kEraseScript};
@@ -976,15 +977,14 @@ std::string RedisStore::lease_command(const Lease& lease) const {
 }
 
 std::string RedisStore::take_over_call(const Lease& lease) const {
-    const std::string own_prefix = impl_->lease_prefix + "-";
     const std::string ttl = std::to_string(impl_->options.lease_ttl.count());
     return script_call(
-        impl_->take_over_script, {key("l", lease.user)}, {own_prefix, lease.token, ttl}
+        impl_->take_over_script, {key("l", lease.user)}, {impl_->lease_prefix, lease.token, ttl}
     );
 }
 
 Lease RedisStore::new_lease(const std::string& user) const {
-    return Lease{user, impl_->lease_prefix + "-" + std::to_string(impl_->lease_seq.fetch_add(1))};
+    return Lease{user, impl_->lease_prefix + std::to_string(impl_->lease_seq.fetch_add(1))};
 }
 
 asio::awaitable<engine::Result<LeasedState>> RedisStore::acquire_and_load(

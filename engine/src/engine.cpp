@@ -107,7 +107,19 @@ bool id_matches(std::string_view id, std::string_view normalized) {
 
 struct Word {
     std::string_view text;
-    std::size_t length = 0;  // code points
+    std::size_t length = 0;     // code points
+    std::size_t non_ascii = 0;  // code points outside ASCII
+
+    Word() = default;
+
+    explicit Word(std::string_view w)
+        : text(w) {
+        for (const char c : w) {
+            const auto b = static_cast<unsigned char>(c);
+            length += (b & 0xC0U) != 0x80U ? 1 : 0;  // not a continuation byte
+            non_ascii += b >= 0xC0U ? 1 : 0;         // the lead byte of a multi-byte one
+        }
+    }
 };
 
 bool word_close(const Word& a, const Word& b) {
@@ -115,8 +127,11 @@ bool word_close(const Word& a, const Word& b) {
         return true;
     }
     // One typo is tolerated in words of five letters or more; lengths that differ by two or
-    // more cannot be one edit apart.
-    if (a.length < 5 || b.length < 5 || a.length > b.length + 1 || b.length > a.length + 1) {
+    // more cannot be one edit apart. Nor can words whose counts of non-ASCII code points
+    // differ by two or more (an edit changes that count by one at most): an English word
+    // against a Hindi title word is decided here, without decoding either.
+    if (a.length < 5 || b.length < 5 || a.length > b.length + 1 || b.length > a.length + 1 ||
+        a.non_ascii > b.non_ascii + 1 || b.non_ascii > a.non_ascii + 1) {
         return false;
     }
     return edit_distance(a.text, b.text, 1) <= 1;
@@ -176,7 +191,7 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
         if (word_count == words.size()) {
             return false;  // a long message is not a menu choice by title words
         }
-        words[word_count++] = Word{w, utf8_length(w)};
+        words[word_count++] = Word{w};
         return true;
     });
     // A title counts only when the message names all of its words, or when the message is one
@@ -192,7 +207,7 @@ int pick_choice(std::span<const Choice> choices, std::string_view normalized) {
             int title_score = 0;
             int title_words = 0;
             for_each_word(title, [&](std::string_view tw) {
-                const Word title_word{tw, utf8_length(tw)};
+                const Word title_word{tw};
                 if (title_word.length < 3) {
                     return true;  // "of", "a", "में": too common to decide
                 }

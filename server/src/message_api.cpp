@@ -17,6 +17,24 @@ void write_string(Writer& w, std::string_view s) {
     w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
+// This thread's response buffer and writer, reused: a buffer and the writer's nesting stack
+// allocated afresh for every response were two of the allocations each message costs.
+struct ResponseOut {
+    rapidjson::StringBuffer buffer{nullptr, 2048};  // a menu with its session: about 600 bytes
+    Writer writer{buffer};
+};
+
+ResponseOut& response_out() {
+    thread_local ResponseOut out;
+    if (out.buffer.GetSize() > 64 * 1024) {  // after a very long reply: give its buffer back
+        out.buffer.Clear();
+        out.buffer.ShrinkToFit();
+    }
+    out.buffer.Clear();
+    out.writer.Reset(out.buffer);
+    return out;
+}
+
 engine::Error field_error(std::string code, std::string message) {
     return engine::Error{std::move(code), std::move(message)};
 }
@@ -153,8 +171,8 @@ std::string encode_message_response(
     const std::vector<engine::Reply>& replies,
     const engine::Session& session
 ) {
-    rapidjson::StringBuffer buf(nullptr, 2048);  // a menu with its session: about 600 bytes
-    Writer w(buf);
+    ResponseOut& out = response_out();
+    Writer& w = out.writer;
     w.StartObject();
     w.Key("user");
     write_string(w, user);
@@ -208,7 +226,7 @@ std::string encode_message_response(
     write_string(w, engine::to_string(session.waiting));
     w.EndObject();
     w.EndObject();
-    return std::string(buf.GetString(), buf.GetSize());
+    return std::string(out.buffer.GetString(), out.buffer.GetSize());
 }
 
 engine::Result<std::vector<engine::Reply>> decode_message_replies(std::string_view json) {

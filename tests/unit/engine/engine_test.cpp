@@ -244,7 +244,9 @@ TEST_SUITE("engine/engine") {
     }
 
     TEST_CASE("menu options are chosen by number, Indian digits, id, title or a typo in a title") {
-        for (const char* pick : {"1", "१", "১", "status", "Application status", "aplication"}) {
+        // "स्थिती": one vowel sign of the Hindi title word "स्थिति" mistyped.
+        for (const char* pick :
+             {"1", "१", "১", "status", "Application status", "aplication", "स्थिती"}) {
             Chat c;
             c.send("hi");
             c.send(pick);

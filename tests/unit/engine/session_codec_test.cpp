@@ -1,3 +1,6 @@
+#include <string>
+#include <utility>
+
 #include <doctest/doctest.h>
 
 #include <civicflow/engine/session.hpp>
@@ -39,18 +42,64 @@ TEST_SUITE("engine/session_codec") {
         CHECK(decoded.error().message == "cannot decode session: unknown encoding version 2");
     }
 
-    TEST_CASE("malformed input is refused, never half-decoded") {
-        CHECK_FALSE(decode_session("").has_value());
-        CHECK_FALSE(decode_session("[]").has_value());
-        CHECK_FALSE(decode_session(R"({"flow":"main"})").has_value());
-        CHECK_FALSE(decode_session(R"({"v":1,"flow":3})").has_value());
-        CHECK_FALSE(decode_session(R"({"v":1,"wait":"sleeping"})").has_value());
-        CHECK_FALSE(decode_session(R"({"v":1,"slots":{"a":1}})").has_value());
-        CHECK_FALSE(decode_session(R"({"v":1,"stack":[["a"]]})").has_value());
-        CHECK(
-            decode_session(R"({"v":1,"slots":{"a":1}})").error().message ==
-            "cannot decode session: a slot value is not text"
+    TEST_CASE("malformed input is refused, never half-decoded, with what is wrong") {
+        const std::pair<const char*, const char*> cases[] = {
+            {"", "not a JSON object"},
+            {"[]", "not a JSON object"},
+            {"\"v\"", "not a JSON object"},
+            {R"({"v":1,"flow":"main")", "not a JSON object"},
+            {R"({"v":1} {})", "not a JSON object"},
+            {R"({"flow":"main"})", "no encoding version"},
+            {R"({"v":"1"})", "no encoding version"},
+            {R"({"v":1.0})", "no encoding version"},
+            {R"({"v":4294967296})", "no encoding version"},
+            {R"({"v":2,"flow":3})", "unknown encoding version 2"},
+            {R"({"v":1,"flow":3})", "a member has the wrong type"},
+            {R"({"v":1,"flow":null})", "a member has the wrong type"},
+            {R"({"v":1,"att":"2"})", "a member has the wrong type"},
+            {R"({"v":1,"ca":1.5})", "a member has the wrong type"},
+            {R"({"v":1,"la":18446744073709551615})", "a member has the wrong type"},
+            {R"({"v":1,"out":1})", "a member has the wrong type"},
+            {R"({"v":1,"flow":{}})", "a member has the wrong type"},
+            {R"({"v":1,"wait":"sleeping"})", "unknown waiting state"},
+            {R"({"v":1,"slots":[]})", "slots is not an object"},
+            {R"({"v":1,"slots":"a"})", "slots is not an object"},
+            {R"({"v":1,"slots":{"a":1}})", "a slot value is not text"},
+            {R"({"v":1,"slots":{"a":{"b":"c"}}})", "a slot value is not text"},
+            {R"({"v":1,"slots":{"a":["b"]}})", "a slot value is not text"},
+            {R"({"v":1,"stack":[["a"]]})", "a member has the wrong type"},
+            {R"({"v":1,"stack":[["a","b","c"]]})", "a member has the wrong type"},
+            {R"({"v":1,"hist":["a"]})", "a member has the wrong type"},
+            {R"({"v":1,"hist":[[1,"b"]]})", "a member has the wrong type"},
+            {R"({"v":1,"stack":{}})", "a member has the wrong type"},
+        };
+        for (const auto& [json, message] : cases) {
+            const auto decoded = decode_session(json);
+            REQUIRE_MESSAGE(!decoded.has_value(), json);
+            CHECK_MESSAGE(
+                decoded.error().message == std::string("cannot decode session: ") + message, json
+            );
+        }
+    }
+
+    TEST_CASE("members a newer build may add are skipped, whatever their shape") {
+        const auto decoded = decode_session(
+            R"({"v":1,"new":{"a":[1,{"b":null}],"c":2.5},"flow":"main","state":"menu",)"
+            R"("more":[[["x"]]],"slots":{"name":"Asha"},"stack":[["a","b"]],"hist":[],)"
+            R"("seq":7,"ca":-5,"la":9007199254740993,"out":true,"x":null})"
         );
+        REQUIRE(decoded.has_value());
+        CHECK(decoded->flow == "main");
+        CHECK(decoded->state == "menu");
+        CHECK(decoded->slots.at("name") == "Asha");
+        REQUIRE(decoded->stack.size() == 1);
+        CHECK(decoded->stack[0].flow == "a");
+        CHECK(decoded->stack[0].state == "b");
+        CHECK(decoded->history.empty());
+        CHECK(decoded->call_seq == 7);
+        CHECK(decoded->created_at == -5);
+        CHECK(decoded->last_active == 9007199254740993);
+        CHECK(decoded->opted_out);
     }
 
     TEST_CASE("waiting states have stable names") {

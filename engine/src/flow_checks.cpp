@@ -38,6 +38,14 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
     return out;
 }
 
+// "'a'", "'a' and 'b'", "'a', 'b' and 'c'".
+std::string join_and(const std::vector<std::string>& items) {
+    if (items.size() <= 1) {
+        return join(items);
+    }
+    return join(std::vector<std::string>(items.begin(), items.end() - 1)) + " and " + items.back();
+}
+
 /// "did you mean 'x'?" or, with nothing close (or no search), the allowed names (at most ten).
 std::string suggest(
     const std::string& word,
@@ -1247,7 +1255,8 @@ void Checker::warn_builtin_messages() {
 void Checker::check_translations() {
     auto check = [&](const std::vector<TextUse>& uses,
                      const std::vector<std::string>& declared,
-                     const std::string& owner) {
+                     const std::string& owner,
+                     bool is_helpline) {
         const std::unordered_set<std::string_view> declared_set(declared.begin(), declared.end());
         const std::string shown_languages =
             declared.size() <= kMaxNamesInHint
@@ -1269,10 +1278,33 @@ void Checker::check_translations() {
             for (const std::string& lang : use.languages) {
                 covered += declared_set.count(lang);
             }
+            constexpr std::size_t kMaxListed = 5;
             if (covered == declared.size()) {
+                if (use.languages.size() > covered) {
+                    // Every declared language is there, and more: a translation added without
+                    // its language being declared, which no citizen is ever shown.
+                    std::vector<std::string> extra;
+                    for (const std::string& lang : use.languages) {
+                        if (!lang.empty() && declared_set.count(lang) == 0 &&
+                            extra.size() < kMaxListed) {
+                            extra.push_back(quote(lang));
+                        }
+                    }
+                    const std::string list = join_and(extra);
+                    diags_.warning(
+                        "W106",
+                        use.location,
+                        use.what + " has a text in " + list + ", which " + owner +
+                            " does not declare (it declares " + shown_languages +
+                            "): no citizen gets it",
+                        std::string("declare the language in the helpline's 'languages'") +
+                            (is_helpline ? "" : " (and the flow's, if it lists its own)") +
+                            ", or remove the text",
+                        use.length
+                    );
+                }
                 continue;
             }
-            constexpr std::size_t kMaxListed = 5;
             std::vector<std::string> missing;
             for (const std::string& lang : declared) {
                 if (present.count(lang) == 0) {
@@ -1282,11 +1314,7 @@ void Checker::check_translations() {
                     }
                 }
             }
-            const std::string list =
-                missing.size() == 1
-                    ? missing.front()
-                    : join(std::vector<std::string>(missing.begin(), missing.end() - 1)) + " and " +
-                          missing.back();
+            const std::string list = join_and(missing);
             // A text in a language the owner does not have is most often the missing one
             // misspelt ('hin' for 'hi'): say so.
             std::string hint = "add a text for each language, or write one text for all languages";
@@ -1310,10 +1338,10 @@ void Checker::check_translations() {
         }
     };
     for (const ParsedFlow& pf : in_.flows) {
-        check(pf.info.texts, pf.flow.languages, "flow " + quote(pf.flow.name));
+        check(pf.info.texts, pf.flow.languages, "flow " + quote(pf.flow.name), false);
     }
     if (has_helpline_file_) {
-        check(helpline_info_.texts, helpline_.languages, "helpline " + quote(helpline_.name));
+        check(helpline_info_.texts, helpline_.languages, "helpline " + quote(helpline_.name), true);
         warn_builtin_messages();
     }
 }

@@ -300,6 +300,46 @@ states:
         CHECK(found);
     }
 
+    TEST_CASE("a text in a language nobody declared is W106, once, and not beside E404") {
+        auto codes = [](const LoadResult& r, const std::string& code) {
+            std::vector<std::string> messages;
+            for (const auto& d : r.diagnostics.items()) {
+                if (d.code == code)
+                    messages.push_back(d.message + " | " + d.hint);
+            }
+            return messages;
+        };
+        const std::string helpline =
+            "version: 1\nhelpline: h\nentry: main\nlanguages: [en, hi]\nmessages:\n"
+            "  fallback: { en: Sorry, hi: क्षमा, mr: माफ, ta: மன்னிக்கவும் }\n";
+        const auto r = load(
+            {{"helpline.yaml", helpline},
+             {"main.yaml",
+              "version: 1\nflow: main\ntitle: M\nstart: s\nstates:\n"
+              "  s: { say: { en: Hello, hi: नमस्ते, mr: नमस्कार }, then: t }\n"
+              "  t: { say: { en: Bye, mr: येतो }, end: true }\n"}}
+        );
+        const auto w106 = codes(r, "W106");
+        REQUIRE(w106.size() == 2);  // in file order: helpline.yaml, then main.yaml
+        CHECK(
+            w106[1] ==
+            "'say' of state 's' has a text in 'mr', which flow 'main' does not declare (it "
+            "declares en, hi): no citizen gets it | declare the language in the helpline's "
+            "'languages' (and the flow's, if it lists its own), or remove the text"
+        );
+        CHECK(
+            w106[0] ==
+            "message 'fallback' has a text in 'mr' and 'ta', which helpline 'h' does not declare "
+            "(it declares en, hi): no citizen gets it | declare the language in the helpline's "
+            "'languages', or remove the text"
+        );
+        // State t lacks 'hi': E404 (its hint names 'mr'), no W106 as well.
+        const auto e404 = codes(r, "E404");
+        REQUIRE(e404.size() == 1);
+        CHECK(e404[0].find("'say' of state 't' is missing the 'hi' translation") == 0);
+        CHECK(e404[0].find("'mr' is not a language of flow 'main'") != std::string::npos);
+    }
+
     TEST_CASE("a text holding a control character through an escape is refused") {
         const auto r = load(
             {{"main.yaml",

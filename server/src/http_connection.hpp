@@ -89,8 +89,8 @@ struct ServerContext {
         "healthz",
         "readyz",
         "unknown"};
-    static constexpr std::array<int, 10> kStatuses{
-        200, 400, 401, 403, 404, 405, 413, 500, 503, 0};  // 0: any other
+    static constexpr std::array<int, 11> kStatuses{
+        200, 400, 401, 403, 404, 405, 409, 413, 500, 503, 0};  // 0: any other
     std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRoutes.size()>
         responses{};
 

@@ -12,6 +12,8 @@
 
 #include <civicflow/server/logger.hpp>
 
+#include "hex.hpp"
+
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -90,8 +92,6 @@ const LogKey& log_key() {
     static const LogKey key;
     return key;
 }
-
-constexpr char kHex[] = "0123456789abcdef";
 
 // One write(2) per buffer where possible: a line never interleaves with another process's.
 void write_all(std::string_view text) {
@@ -256,11 +256,7 @@ std::string citizen_tag(std::string_view user) {
         &len
     );
     std::string out;
-    out.reserve(12);
-    for (std::size_t i = 0; i < 6; ++i) {
-        out += kHex[mac[i] >> 4];
-        out += kHex[mac[i] & 0x0F];
-    }
+    append_hex(out, std::span(mac.data(), 6));
     return out;
 }
 
@@ -275,10 +271,12 @@ std::string new_request_id() {
     static std::atomic<std::uint32_t> counter{0};
     const std::uint64_t value = (static_cast<std::uint64_t>(prefix) << 32) |
                                 counter.fetch_add(1, std::memory_order_relaxed);
-    std::string out(16, '0');
-    for (int i = 15; i >= 0; --i) {
-        out[static_cast<std::size_t>(i)] = kHex[(value >> ((15 - i) * 4)) & 0x0F];
+    std::array<unsigned char, 8> bytes{};
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        bytes[i] = static_cast<unsigned char>(value >> (56 - 8 * i));  // most significant first
     }
+    std::string out;
+    append_hex(out, bytes);
     return out;
 }
 

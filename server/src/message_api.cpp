@@ -6,7 +6,10 @@
 #include <civicflow/engine/text_normalize.hpp>
 #include <civicflow/server/message_api.hpp>
 
+#include "hex.hpp"
 #include "json_buffer.hpp"
+
+#include <openssl/sha.h>
 
 namespace civicflow::server {
 namespace {
@@ -164,6 +167,25 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
         }
     }
     return req;
+}
+
+std::string message_fingerprint(const MessageRequest& request) {
+    // Fields separated by a NUL, which no field holds (JSON strings may escape one, \u0000, so
+    // the kind leads and the lengths are fixed by position: "t"/"c", value, lang).
+    std::string input;
+    input.reserve(request.text.size() + request.reply_id.size() + request.lang.size() + 4);
+    input += request.is_choice ? 'c' : 't';
+    input += '\0';
+    input += std::to_string(request.is_choice ? request.reply_id.size() : request.text.size());
+    input += '\0';
+    input += request.is_choice ? request.reply_id : request.text;
+    input += '\0';
+    input += request.lang;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+    std::string out;
+    append_hex(out, std::span(digest, 8));
+    return out;
 }
 
 std::string encode_message_response(

@@ -32,6 +32,34 @@ ApiReply error_reply(unsigned status, const engine::Error& error, std::string_vi
     return ApiReply{status, encode_error(error.code, error.message, rid)};
 }
 
+// A response stored under a message id, with the fingerprint of the message it answers:
+// "\x01", 16 hex digits, then the response's JSON (which never starts with \x01). Responses
+// stored without one (by earlier builds, or for a turn recovered after a crash) are plain JSON.
+constexpr char kFingerprinted = '\x01';
+constexpr std::size_t kFingerprintDigits = 16;
+
+std::string with_fingerprint(const std::string& fingerprint, const std::string& response) {
+    if (fingerprint.size() != kFingerprintDigits)
+        return response;
+    std::string out;
+    out.reserve(1 + kFingerprintDigits + response.size());
+    out += kFingerprinted;
+    out += fingerprint;
+    out += response;
+    return out;
+}
+
+struct StoredResponse {
+    std::string_view fingerprint;  // empty: stored without one
+    std::string_view json;
+};
+
+StoredResponse split_stored(std::string_view stored) {
+    if (stored.size() > kFingerprintDigits && stored.front() == kFingerprinted)
+        return {stored.substr(1, kFingerprintDigits), stored.substr(1 + kFingerprintDigits)};
+    return {{}, stored};
+}
+
 ApiReply store_failure(const engine::Error& error, std::string_view rid) {
     Logger::log(LogLevel::kError, rid, "store_failed", "code=" + error.code);
     if (error.code == "citizen_busy") {
@@ -114,6 +142,8 @@ boost::asio::awaitable<ApiReply> MessageService::handle(std::string body, std::s
     if (!parsed)
         co_return error_reply(400, parsed.error(), rid);
     ChannelMessage msg;
+    if (!parsed->message_id.empty())  // before the text moves into the input
+        msg.fingerprint = message_fingerprint(*parsed);
     msg.input = parsed->is_choice ? engine::Input::choice(std::move(parsed->reply_id))
                                   : engine::Input::text_input(std::move(parsed->text));
     msg.input.lang = std::move(parsed->lang);
@@ -399,8 +429,25 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     const ChannelMessage& req, const std::string& rid, CitizenState stored, Lease& lease
 ) {
     if (stored.response) {
+        const StoredResponse repeat = split_stored(*stored.response);
+        if (!repeat.fingerprint.empty() && !req.fingerprint.empty() &&
+            repeat.fingerprint != req.fingerprint) {
+            // The id of an earlier message with another text: a client defect that would
+            // otherwise lose this message silently (answered as a retry, never run).
+            Logger::log(
+                LogLevel::kWarn, rid, "message_id_reused", "citizen=" + citizen_tag(req.user)
+            );
+            co_return ApiReply{
+                409,
+                encode_error(
+                    "message_id_reused",
+                    "this message_id was already used for a different message of this user; "
+                    "nothing was run: send each message with an id of its own",
+                    rid
+                )};
+        }
         Logger::log(LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user));
-        co_return ApiReply{200, std::move(*stored.response)};
+        co_return ApiReply{200, std::string(repeat.json)};
     }
     Outcome out;
     out.lease = lease.token;
@@ -458,7 +505,7 @@ TurnWrite MessageService::turn_write(
     TurnWrite write = session_write(req.user, session, out);
     write.message_id = req.message_id;
     if (!req.message_id.empty())
-        write.response = response;
+        write.response = with_fingerprint(req.fingerprint, response);
     write.clear_pending = out.pending_written;
     write.release_lease = lease.token;
     return write;

@@ -31,6 +31,8 @@
 #include <civicflow/server/logger.hpp>
 #include <civicflow/server/redis_store.hpp>
 
+#include "hex.hpp"
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -188,11 +190,7 @@ struct Script {
         : body(text) {
         unsigned char md[SHA_DIGEST_LENGTH];
         SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
-        static constexpr char kHex[] = "0123456789abcdef";
-        for (const unsigned char b : md) {
-            sha += kHex[b >> 4];
-            sha += kHex[b & 15];
-        }
+        append_hex(sha, md);
     }
 
     // The EVAL form of an EVALSHA command built by script_call(): the same arguments, with the

@@ -311,6 +311,11 @@ TEST_SUITE("integration/server") {
         REQUIRE(again);
         CHECK(again->status == 200);
         CHECK(again->body == first->body);
+        // The same id for another text is a client defect: 409, and nothing runs.
+        auto reused = ct::post_message(h.server.port, ct::text_message(u, "4", "wamid-1"));
+        REQUIRE(reused);
+        CHECK(reused->status == 409);
+        CHECK(ct::json_string(reused->body, "code") == "message_id_reused");
         // Had the repeat run, "3" would have been a wrong reference (an error and a re-ask).
         const std::string next = h.say(u, "DL1234567890123");
         CHECK(first_text(next).rfind("Application DL1234567890123", 0) == 0);

@@ -99,7 +99,8 @@ struct Serve {
 struct Citizen {
     std::string user;
     int next = 0;         // the message number to send next
-    std::string last_id;  // the last acknowledged message id and its response
+    std::string last_id;  // the last acknowledged message: its id, text and response
+    std::string last_text;
     std::string last_body;
     std::string failure;  // the first inconsistency seen, if any
 };
@@ -138,6 +139,7 @@ void drive(
             }
         }
         c.last_id = id;
+        c.last_text = text;
         c.last_body = r->body;
         c.next = n + 1;
     }
@@ -259,7 +261,7 @@ TEST_SUITE("integration/store") {
             // The last acknowledged message, sent again, is answered from the store: the same
             // response, and the conversation does not move.
             auto again =
-                ct::post_message(server.port, ct::text_message(c.user, "ignored", c.last_id));
+                ct::post_message(server.port, ct::text_message(c.user, c.last_text, c.last_id));
             REQUIRE(again);
             CHECK(again->body == c.last_body);
         }
@@ -431,9 +433,13 @@ TEST_SUITE("integration/store") {
             last = r->body;
         }
         // Shared deduplication: the other instance answers a repeat from the store.
-        auto repeat = ct::post_message(b.port, ct::text_message(user, "other", "w-8"));
+        auto repeat = ct::post_message(b.port, ct::text_message(user, "v8", "w-8"));
         REQUIRE(repeat);
         CHECK(repeat->body == last);
+        // ... and refuses the id reused for another text, through either instance.
+        auto reused = ct::post_message(a.port, ct::text_message(user, "other", "w-8"));
+        REQUIRE(reused);
+        CHECK(reused->status == 409);
         // Concurrent messages of one citizen through both instances: the lease serializes them,
         // so no turn is lost (each moves the form one step).
         std::atomic<int> ok{0};

@@ -5,6 +5,8 @@
 
 #include <civicflow/server/whatsapp/signature.hpp>
 
+#include "../hex.hpp"
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -143,7 +145,6 @@ bool signature_matches(
 }
 
 std::string sign_body(std::string_view raw_body, std::string_view app_secret) {
-    static constexpr char kDigits[] = "0123456789abcdef";
     const std::optional<Mac> mac = hmac_sha256(raw_body, app_secret);
     std::string out(kPrefix);
     if (!mac) {
@@ -151,10 +152,7 @@ std::string sign_body(std::string_view raw_body, std::string_view app_secret) {
         return out;
     }
     out.reserve(kPrefix.size() + 2 * kMacBytes);
-    for (const unsigned char byte : *mac) {
-        out.push_back(kDigits[byte >> 4U]);
-        out.push_back(kDigits[byte & 0x0FU]);
-    }
+    append_hex(out, *mac);
     return out;
 }
 

@@ -20,6 +20,25 @@ TEST_SUITE("server/message_api") {
         CHECK(r->lang == "hi");
     }
 
+    TEST_CASE("a message's fingerprint is fixed by its kind, text or reply id and lang alone") {
+        // Pinned values (SHA-256 of "t\\0<length>\\0<text>\\0<lang>", first 8 bytes, computed
+        // independently): instances of different builds sharing a store must agree.
+        auto fp = [](const char* body) {
+            auto r = parse_message_request(body);
+            REQUIRE(r);
+            return server::message_fingerprint(*r);
+        };
+        CHECK(fp(R"({"user":"u","text":"hi","message_id":"m"})") == "0d95c4821acb595d");
+        CHECK(fp(R"({"user":"other","text":"hi"})") == "0d95c4821acb595d");
+        CHECK(fp(R"({"user":"u","text":"hi","lang":"hi"})") == "3b0c2218f5740ee2");
+        CHECK(fp(R"({"user":"u","reply_id":"hi"})") == "c51bd62c81e47d3f");
+        CHECK(fp(R"({"user":"u","text":"पासपोर्ट"})") == "1ddf7af8611a35a2");
+        CHECK(
+            fp(R"({"user":"u","text":"\u092a\u093e\u0938\u092a\u094b\u0930\u094d\u091f"})") ==
+            "1ddf7af8611a35a2"
+        );
+    }
+
     TEST_CASE("a menu choice is parsed from reply_id") {
         auto r = parse_message_request(R"({"user":"u","reply_id":"fees"})");
         REQUIRE(r);

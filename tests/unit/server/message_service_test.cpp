@@ -150,6 +150,35 @@ TEST_SUITE("server/message_service") {
         CHECK(f.calls.size() == 2);
     }
 
+    TEST_CASE("a message id reused for a different message is refused with 409, running nothing") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        auto first = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
+        REQUIRE(first.status == 200);
+        for (const char* other :
+             {R"({"user":"u","text":"Y","message_id":"m1"})",
+              R"({"user":"u","text":"X","lang":"hi","message_id":"m1"})",
+              R"({"user":"u","reply_id":"X","message_id":"m1"})"}) {
+            auto reused = f.send(other);
+            CHECK_MESSAGE(reused.status == 409, other);
+            CHECK(reused.body.find(R"({"error":{"code":"message_id_reused",)") == 0);
+        }
+        CHECK(f.calls.size() == 1);  // none of them ran the turn
+        // The retry of the real message is still answered, as before.
+        auto again = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
+        CHECK(again.status == 200);
+        CHECK(again.body == first.body);
+        // A response stored without a fingerprint (an earlier build's) is answered as a retry.
+        server::TurnWrite legacy_write;
+        legacy_write.user = "u";
+        legacy_write.message_id = "m2";
+        legacy_write.response = R"({"user":"u","replies":[]})";
+        f.store.put(std::move(legacy_write));
+        auto legacy = f.send(R"({"user":"u","text":"anything","message_id":"m2"})");
+        CHECK(legacy.status == 200);
+        CHECK(legacy.body == R"({"user":"u","replies":[]})");
+    }
+
     TEST_CASE("a rejected request changes nothing") {
         Fixture f;
         auto bad = f.send(R"({"user":"u","text":5,"message_id":"m1"})");

@@ -29,6 +29,11 @@ struct MessageRequest {
     std::string lang;        // optional; "" when absent
 };
 
+/// What a message says, hashed (the first 8 bytes of a SHA-256 of its text or reply id and its
+/// lang, as 16 hex digits): stored with the response under its message_id, so that the id
+/// reused for a different message is told apart from a retry.
+std::string message_fingerprint(const MessageRequest& request);
+
 /// Parses and validates a request body. Errors carry the API error code: "invalid_json" (not
 /// JSON, or not an object), "invalid_utf8", "invalid_field" (a field of the wrong type, an empty
 /// or over-long id, both or neither of text and reply_id), "missing_user", "text_too_long".

@@ -45,6 +45,10 @@ struct ChannelMessage {
     engine::Input input;     // text, choice, media or location, with profile name and entry flow
     std::string message_id;  // the channel's message id: a repeat changes nothing
     std::string channel;     // recorded with consent changes ("whatsapp")
+    // What the message said, hashed (message_fingerprint()); with a message_id, a repeat of the
+    // id whose fingerprint differs is refused (409) instead of answered as a retry. Empty: not
+    // checked (the WhatsApp channel's ids are Meta's, never reused).
+    std::string fingerprint;
 };
 
 /// Removes what another part of the server keeps about a citizen (the WhatsApp inbox and

@@ -46,6 +46,15 @@ std::string join_and(const std::vector<std::string>& items) {
     return join(std::vector<std::string>(items.begin(), items.end() - 1)) + " and " + items.back();
 }
 
+// "a, b, c", at most kMaxNamesInHint names, then ", ...".
+std::string join_some(const std::vector<std::string>& names) {
+    const std::vector<std::string> shown(
+        names.begin(),
+        names.begin() + static_cast<std::ptrdiff_t>(std::min(names.size(), kMaxNamesInHint))
+    );
+    return join(shown) + (names.size() > kMaxNamesInHint ? ", ..." : "");
+}
+
 /// "did you mean 'x'?" or, with nothing close (or no search), the allowed names (at most ten).
 std::string suggest(
     const std::string& word,
@@ -60,11 +69,7 @@ std::string suggest(
     if (names.empty()) {
         return {};
     }
-    std::vector<std::string> shown(
-        names.begin(),
-        names.begin() + static_cast<std::ptrdiff_t>(std::min(names.size(), kMaxNamesInHint))
-    );
-    return label + ": " + join(shown) + (names.size() > kMaxNamesInHint ? ", ..." : "");
+    return label + ": " + join_some(names);
 }
 
 /// Where `{{ slot ... }}` is in a template: (byte offset, length in code points).
@@ -1253,18 +1258,41 @@ void Checker::warn_builtin_messages() {
 }
 
 void Checker::check_translations() {
+    // A citizen's language is one of the helpline's; a text in another one reaches no one (a
+    // flow's own `languages` only sets which translations E404 asks for: a citizen in a helpline
+    // language the flow does not list still gets the flow's text in it when there is one).
+    const std::unordered_set<std::string_view> helpline_languages(
+        helpline_.languages.begin(), helpline_.languages.end()
+    );
+    const std::string helpline_list = join_some(helpline_.languages);
+    auto warn_unreachable_languages = [&](const TextUse& use,
+                                          const std::unordered_set<std::string_view>& declared) {
+        constexpr std::size_t kMaxListed = 5;
+        std::vector<std::string> extra;
+        for (const std::string& lang : use.languages) {
+            if (!lang.empty() && declared.count(lang) == 0 && helpline_languages.count(lang) == 0 &&
+                extra.size() < kMaxListed) {
+                extra.push_back(quote(lang));
+            }
+        }
+        if (extra.empty())
+            return;
+        diags_.warning(
+            "W106",
+            use.location,
+            use.what + " has a text in " + join_and(extra) + ", which " +
+                (extra.size() == 1 ? "is not a language" : "are not languages") +
+                " of the helpline (" + helpline_list + "): no citizen gets " +
+                (extra.size() == 1 ? "it" : "them"),
+            "add the language to the helpline's 'languages', or remove the text",
+            use.length
+        );
+    };
     auto check = [&](const std::vector<TextUse>& uses,
                      const std::vector<std::string>& declared,
-                     const std::string& owner,
-                     bool is_helpline) {
+                     const std::string& owner) {
         const std::unordered_set<std::string_view> declared_set(declared.begin(), declared.end());
-        const std::string shown_languages =
-            declared.size() <= kMaxNamesInHint
-                ? join(declared)
-                : join(std::vector<std::string>(
-                      declared.begin(),
-                      declared.begin() + static_cast<std::ptrdiff_t>(kMaxNamesInHint)
-                  )) + ", ...";
+        const std::string shown_languages = join_some(declared);
         for (const TextUse& use : uses) {
             if (use.languages.size() == 1 && use.languages.front().empty()) {
                 continue;  // one untranslated text serves every language
@@ -1278,33 +1306,11 @@ void Checker::check_translations() {
             for (const std::string& lang : use.languages) {
                 covered += declared_set.count(lang);
             }
-            constexpr std::size_t kMaxListed = 5;
             if (covered == declared.size()) {
-                if (use.languages.size() > covered) {
-                    // Every declared language is there, and more: a translation added without
-                    // its language being declared, which no citizen is ever shown.
-                    std::vector<std::string> extra;
-                    for (const std::string& lang : use.languages) {
-                        if (!lang.empty() && declared_set.count(lang) == 0 &&
-                            extra.size() < kMaxListed) {
-                            extra.push_back(quote(lang));
-                        }
-                    }
-                    const std::string list = join_and(extra);
-                    diags_.warning(
-                        "W106",
-                        use.location,
-                        use.what + " has a text in " + list + ", which " + owner +
-                            " does not declare (it declares " + shown_languages +
-                            "): no citizen gets it",
-                        std::string("declare the language in the helpline's 'languages'") +
-                            (is_helpline ? "" : " (and the flow's, if it lists its own)") +
-                            ", or remove the text",
-                        use.length
-                    );
-                }
+                warn_unreachable_languages(use, declared_set);
                 continue;
             }
+            constexpr std::size_t kMaxListed = 5;
             std::vector<std::string> missing;
             for (const std::string& lang : declared) {
                 if (present.count(lang) == 0) {
@@ -1338,10 +1344,10 @@ void Checker::check_translations() {
         }
     };
     for (const ParsedFlow& pf : in_.flows) {
-        check(pf.info.texts, pf.flow.languages, "flow " + quote(pf.flow.name), false);
+        check(pf.info.texts, pf.flow.languages, "flow " + quote(pf.flow.name));
     }
     if (has_helpline_file_) {
-        check(helpline_info_.texts, helpline_.languages, "helpline " + quote(helpline_.name), true);
+        check(helpline_info_.texts, helpline_.languages, "helpline " + quote(helpline_.name));
         warn_builtin_messages();
     }
 }

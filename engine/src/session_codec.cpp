@@ -145,6 +145,16 @@ public:
             return true;
         }
         field_ = field_of(std::string_view(str, length));
+        if (field_ != Field::kUnknown) {
+            // A member given twice: which one counts would be a guess (the encoder writes each
+            // once).
+            const auto bit = 1U << static_cast<unsigned>(field_);
+            if ((seen_ & bit) != 0) {
+                error = "a member is given twice";
+                return false;
+            }
+            seen_ |= bit;
+        }
         return true;
     }
 
@@ -312,8 +322,9 @@ private:
         return false;
     }
 
-    int depth_ = 0;  // 1: the session object; 2: slots or a frame list; 3: a frame
-    int skip_ = 0;   // nesting inside an unknown member's value
+    int depth_ = 0;      // 1: the session object; 2: slots or a frame list; 3: a frame
+    int skip_ = 0;       // nesting inside an unknown member's value
+    unsigned seen_ = 0;  // the known members read so far, one bit per Field
     Field field_ = Field::kUnknown;
     std::string slot_key_;
     std::vector<Frame>* frames_ = nullptr;
@@ -343,6 +354,7 @@ std::string encode_session(const Session& s) {
     if (out.buffer.GetSize() > 64 * 1024) {  // after a session with very long slots
         out.buffer.Clear();
         out.buffer.ShrinkToFit();
+        out.buffer.Reserve(512);
     }
     out.buffer.Clear();
     out.writer.Reset(out.buffer);
@@ -406,12 +418,17 @@ std::string encode_session(const Session& s) {
 }
 
 Result<Session> decode_session(std::string_view json) {
-    // The parser's stack in a buffer on this stack: its default takes a heap block per decode.
+    // The parser's stack (where it copies strings) in a buffer on this stack: its default
+    // takes a heap block per decode. The pool keeps the first bytes of the buffer for its chunk
+    // header (24 in RapidJSON 1.1): the buffer is larger than the stack asked for, or the pool
+    // would take a 64 KiB heap chunk for it every time.
+    constexpr std::size_t kStackBytes = 1024;
+    constexpr std::size_t kPoolHeader = 64;
     using Pool = rapidjson::MemoryPoolAllocator<>;
-    alignas(std::max_align_t) char stack[1024];
+    alignas(std::max_align_t) char stack[kStackBytes + kPoolHeader];
     Pool stack_pool(stack, sizeof stack);
     rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, Pool> reader(
-        &stack_pool, sizeof stack
+        &stack_pool, kStackBytes
     );
     const std::size_t first = json.find_first_not_of(" \t\r\n");
     if (first == std::string_view::npos || json[first] != '{') {

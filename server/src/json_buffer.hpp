@@ -18,6 +18,11 @@ namespace civicflow::server {
 using JsonPool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
 using PooledDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, JsonPool, JsonPool>;
 
+/// Room a MemoryPoolAllocator takes for its chunk header at the start of a buffer it is given
+/// (24 bytes in RapidJSON 1.1, aligned): a buffer of N bytes holds N minus this. A parse stack of
+/// 1,024 bytes in a buffer of 1,024 went to a heap chunk of 64 KiB every time.
+inline constexpr std::size_t kJsonPoolHeader = 64;
+
 /// A document whose values (`ValueBytes`) and parse stack (`StackBytes`) live in the object,
 /// spilling to the heap in 64 KiB chunks only beyond that. Keep it on the stack of the function
 /// that parses; not copyable or movable (the allocators point into it).
@@ -31,8 +36,8 @@ public:
     PooledDocument& get() { return doc_; }
 
 private:
-    alignas(std::max_align_t) char values_[ValueBytes];
-    alignas(std::max_align_t) char stack_[StackBytes];
+    alignas(std::max_align_t) char values_[ValueBytes + kJsonPoolHeader];
+    alignas(std::max_align_t) char stack_[StackBytes + kJsonPoolHeader];
     JsonPool value_pool_{values_, sizeof values_};
     JsonPool stack_pool_{stack_, sizeof stack_};
     PooledDocument doc_{&value_pool_, StackBytes, &stack_pool_};

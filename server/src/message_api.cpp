@@ -32,6 +32,7 @@ ResponseOut& response_out() {
     if (out.buffer.GetSize() > 64 * 1024) {  // after a very long reply: give its buffer back
         out.buffer.Clear();
         out.buffer.ShrinkToFit();
+        out.buffer.Reserve(2048);
     }
     out.buffer.Clear();
     out.writer.Reset(out.buffer);

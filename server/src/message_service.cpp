@@ -32,32 +32,64 @@ ApiReply error_reply(unsigned status, const engine::Error& error, std::string_vi
     return ApiReply{status, encode_error(error.code, error.message, rid)};
 }
 
-// A response stored under a message id, with the fingerprint of the message it answers:
-// "\x01", 16 hex digits, then the response's JSON (which never starts with \x01). Responses
-// stored without one (by earlier builds, or for a turn recovered after a crash) are plain JSON.
-constexpr char kFingerprinted = '\x01';
+// A response stored under a message id carries the fingerprint of the message it answers as
+// one more member at its end: {...,"message_fingerprint":"<16 hex digits>"}. A build from before
+// fingerprints, sharing the store or rolled back to, returns it as it is: a valid response with
+// one member more. A response itself ends with its session object ("}}"), never with '"}', so
+// the member is told apart from a response without one (stored by such a build).
+constexpr std::string_view kFingerprintKey = R"(,"message_fingerprint":")";
 constexpr std::size_t kFingerprintDigits = 16;
+constexpr std::size_t kFingerprintMember = kFingerprintKey.size() + kFingerprintDigits + 1;
 
 std::string with_fingerprint(const std::string& fingerprint, const std::string& response) {
-    if (fingerprint.size() != kFingerprintDigits)
+    if (fingerprint.size() != kFingerprintDigits || response.empty() || response.back() != '}')
         return response;
     std::string out;
-    out.reserve(1 + kFingerprintDigits + response.size());
-    out += kFingerprinted;
+    out.reserve(response.size() + kFingerprintMember);
+    out.append(response, 0, response.size() - 1);
+    out += kFingerprintKey;
     out += fingerprint;
-    out += response;
+    out += "\"}";
     return out;
 }
 
 struct StoredResponse {
-    std::string_view fingerprint;  // empty: stored without one
-    std::string_view json;
+    std::string fingerprint;  // empty: stored without one
+    std::string json;         // the response as it was sent
 };
 
-StoredResponse split_stored(std::string_view stored) {
-    if (stored.size() > kFingerprintDigits && stored.front() == kFingerprinted)
-        return {stored.substr(1, kFingerprintDigits), stored.substr(1 + kFingerprintDigits)};
-    return {{}, stored};
+StoredResponse split_stored(std::string stored) {
+    const std::size_t n = stored.size();
+    if (n > kFingerprintMember + 1 && stored.compare(n - 2, 2, "\"}") == 0 &&
+        std::string_view(stored).substr(n - kFingerprintMember - 1, kFingerprintKey.size()) ==
+            kFingerprintKey) {
+        StoredResponse out;
+        out.fingerprint = stored.substr(n - kFingerprintDigits - 2, kFingerprintDigits);
+        stored.resize(n - kFingerprintMember - 1);
+        stored += '}';
+        out.json = std::move(stored);
+        return out;
+    }
+    return {{}, std::move(stored)};
+}
+
+ApiReply message_id_reused(const std::string& user, std::string_view rid) {
+    // The id of an earlier message with another text: a client defect that would otherwise
+    // lose this message without a word (answered as a retry, never run).
+    Logger::log(LogLevel::kWarn, rid, "message_id_reused", "citizen=" + citizen_tag(user));
+    return ApiReply{
+        409,
+        encode_error(
+            "message_id_reused",
+            "this message_id was already used for a different message of this user; nothing was "
+            "run: send each message with an id of its own",
+            rid
+        )};
+}
+
+// Whether two fingerprints tell two different messages apart (one missing: cannot tell).
+bool differ(std::string_view a, std::string_view b) {
+    return !a.empty() && !b.empty() && a != b;
 }
 
 ApiReply store_failure(const engine::Error& error, std::string_view rid) {
@@ -252,6 +284,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
     engine::Turn& turn,
     const ChannelMessage& msg,
     const std::string& message_id,
+    const std::string& fingerprint,
     const std::string& rid,
     Outcome& out
 ) {
@@ -272,8 +305,9 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::drive(
             );
             co_return engine::Ok{};
         }
-        auto resumed =
-            co_await call_and_resume(turn, *call_effect, msg, message_id, rid, out, calls);
+        auto resumed = co_await call_and_resume(
+            turn, *call_effect, msg, message_id, fingerprint, rid, out, calls
+        );
         if (!resumed)
             co_return resumed.error();
     }
@@ -284,6 +318,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::call_and_resu
     const engine::Effect& call_effect,
     const ChannelMessage& msg,
     const std::string& message_id,
+    const std::string& fingerprint,
     const std::string& rid,
     Outcome& out,
     int calls
@@ -294,7 +329,7 @@ boost::asio::awaitable<engine::Result<engine::Ok>> MessageService::call_and_resu
         // crash between here and the result leaves a record to resume or fail, never a
         // citizen silently stuck or a POST sent twice.
         TurnWrite pending = session_write(msg.user, turn.session, out);
-        pending.pending = PendingCall{message_id, call_effect.call, now()};
+        pending.pending = PendingCall{message_id, call_effect.call, now(), fingerprint};
         pending.hold_lease = out.lease;
         auto stored = co_await store_.write(std::move(pending));
         if (!stored)
@@ -354,7 +389,7 @@ engine::Session MessageService::restore_session(
     return {};
 }
 
-boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
+boost::asio::awaitable<engine::Result<MessageService::Recovery>> MessageService::resume_pending(
     const ChannelMessage& req,
     const std::string& rid,
     const PendingCall& p,
@@ -365,7 +400,7 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
     // citizen's queue and lease are ours, so nothing else is running it). Resume a GET; fail
     // anything else, which may have reached the backend and must not be sent twice.
     if (session.waiting != engine::Waiting::kCallResult || session.pending_call != p.call.id)
-        co_return false;
+        co_return Recovery::kOther;
     engine::CallResult result;
     if (p.call.method == "GET") {
         result = co_await perform_call_(p.call, rid);
@@ -380,14 +415,15 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
             (p.call.method == "GET" ? " action=resumed" : " action=failed")
     );
     engine::Turn resumed = resume_turn(session, p.call.id, std::move(result), req);
-    auto driven = co_await drive(resumed, req, p.message_id, rid, out);
+    auto driven = co_await drive(resumed, req, p.message_id, p.fingerprint, rid, out);
     if (!driven)
         co_return driven.error();
     session = std::move(resumed.session);
     // A retry of the very message whose call was interrupted is answered by the turn it
     // started, not run a second time.
-    if (!p.message_id.empty() && p.message_id == req.message_id)
-        co_return true;
+    const bool same_id = !p.message_id.empty() && p.message_id == req.message_id;
+    if (same_id && !differ(p.fingerprint, req.fingerprint))
+        co_return Recovery::kThisMessage;
     if (!p.message_id.empty() && !out.erase) {
         // Another message finished the interrupted one's turn: that turn is stored as the
         // interrupted message's answer before this one runs, so a late retry of it is
@@ -395,14 +431,19 @@ boost::asio::awaitable<engine::Result<bool>> MessageService::resume_pending(
         // message's answer carries the same replies too: its client may never retry.)
         TurnWrite recovered = session_write(req.user, session, out);
         recovered.message_id = p.message_id;
-        recovered.response = encode_message_response(req.user, out.replies, session);
+        recovered.response = with_fingerprint(
+            p.fingerprint, encode_message_response(req.user, out.replies, session)
+        );
         recovered.clear_pending = true;
         recovered.hold_lease = out.lease;
         auto stored = co_await store_.write(std::move(recovered));
         if (!stored)
             co_return stored.error();
     }
-    co_return false;
+    // The interrupted message's id reused for another message: the turn is stored above as the
+    // interrupted message's answer, and this one is refused. (Should the recovered turn have
+    // asked for erasure, the erasure goes first, and this message is answered by it.)
+    co_return same_id && !out.erase ? Recovery::kIdReused : Recovery::kOther;
 }
 
 boost::asio::awaitable<ApiReply> MessageService::erase_in_chat(
@@ -429,25 +470,11 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
     const ChannelMessage& req, const std::string& rid, CitizenState stored, Lease& lease
 ) {
     if (stored.response) {
-        const StoredResponse repeat = split_stored(*stored.response);
-        if (!repeat.fingerprint.empty() && !req.fingerprint.empty() &&
-            repeat.fingerprint != req.fingerprint) {
-            // The id of an earlier message with another text: a client defect that would
-            // otherwise lose this message silently (answered as a retry, never run).
-            Logger::log(
-                LogLevel::kWarn, rid, "message_id_reused", "citizen=" + citizen_tag(req.user)
-            );
-            co_return ApiReply{
-                409,
-                encode_error(
-                    "message_id_reused",
-                    "this message_id was already used for a different message of this user; "
-                    "nothing was run: send each message with an id of its own",
-                    rid
-                )};
-        }
+        StoredResponse repeat = split_stored(std::move(*stored.response));
+        if (differ(repeat.fingerprint, req.fingerprint))
+            co_return message_id_reused(req.user, rid);
         Logger::log(LogLevel::kDebug, rid, "message_repeat", "citizen=" + citizen_tag(req.user));
-        co_return ApiReply{200, std::string(repeat.json)};
+        co_return ApiReply{200, std::move(repeat.json)};
     }
     Outcome out;
     out.lease = lease.token;
@@ -459,7 +486,9 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
         auto resumed = co_await resume_pending(req, rid, *stored.pending, turn.session, out);
         if (!resumed)
             co_return store_failure(resumed.error(), rid);
-        recovered_this_message = *resumed;
+        if (*resumed == Recovery::kIdReused)
+            co_return message_id_reused(req.user, rid);
+        recovered_this_message = *resumed == Recovery::kThisMessage;
     }
     // When this message is the one whose call was interrupted, turn.session is already the
     // one its turn ended with.
@@ -467,7 +496,7 @@ boost::asio::awaitable<ApiReply> MessageService::run_message(
         turn.session = engine::Session{};  // erased by the recovered turn: nothing is kept
     } else if (!recovered_this_message) {
         turn = engine::turn(*flows_, turn.session, req.input, now());
-        auto driven = co_await drive(turn, req, req.message_id, rid, out);
+        auto driven = co_await drive(turn, req, req.message_id, req.fingerprint, rid, out);
         if (!driven)
             co_return store_failure(driven.error(), rid);
     }

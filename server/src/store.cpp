@@ -31,6 +31,8 @@ std::string encode_pending_call(const PendingCall& pending) {
     Writer w(buf);
     w.StartObject();
     put(w, "m", pending.message_id);
+    if (!pending.fingerprint.empty())
+        put(w, "fp", pending.fingerprint);
     put(w, "id", pending.call.id);
     put(w, "b", pending.call.backend);
     put(w, "method", pending.call.method);
@@ -54,6 +56,8 @@ engine::Result<PendingCall> decode_pending_call(std::string_view json) {
         !get(doc, "path", p.call.path) || !get(doc, "body", p.call.body)) {
         return bad;
     }
+    if (doc.HasMember("fp") && !get(doc, "fp", p.fingerprint))
+        return bad;  // optional: records of earlier builds have none
     auto at = doc.FindMember("at");
     if (at == doc.MemberEnd() || !at->value.IsInt64())
         return bad;

@@ -322,22 +322,36 @@ states:
         const auto w106 = codes(r, "W106");
         REQUIRE(w106.size() == 2);  // in file order: helpline.yaml, then main.yaml
         CHECK(
-            w106[1] ==
-            "'say' of state 's' has a text in 'mr', which flow 'main' does not declare (it "
-            "declares en, hi): no citizen gets it | declare the language in the helpline's "
-            "'languages' (and the flow's, if it lists its own), or remove the text"
+            w106[0] ==
+            "message 'fallback' has a text in 'mr' and 'ta', which are not languages of the "
+            "helpline (en, hi): no citizen gets them | add the language to the helpline's "
+            "'languages', or remove the text"
         );
         CHECK(
-            w106[0] ==
-            "message 'fallback' has a text in 'mr' and 'ta', which helpline 'h' does not declare "
-            "(it declares en, hi): no citizen gets it | declare the language in the helpline's "
-            "'languages', or remove the text"
+            w106[1] ==
+            "'say' of state 's' has a text in 'mr', which is not a language of the helpline (en, "
+            "hi): no citizen gets it | add the language to the helpline's 'languages', or remove "
+            "the text"
         );
         // State t lacks 'hi': E404 (its hint names 'mr'), no W106 as well.
         const auto e404 = codes(r, "E404");
         REQUIRE(e404.size() == 1);
         CHECK(e404[0].find("'say' of state 't' is missing the 'hi' translation") == 0);
         CHECK(e404[0].find("'mr' is not a language of flow 'main'") != std::string::npos);
+    }
+
+    TEST_CASE("a flow listing fewer languages than the helpline may still give texts in others") {
+        // A citizen in Hindi gets the 'hi' text of a flow that lists only English: no W106.
+        const auto r = load(
+            {{"helpline.yaml",
+              "version: 1\nhelpline: h\nentry: main\nlanguages: [en, hi]\nmessages:\n"
+              "  fallback: { en: Sorry, hi: क्षमा }\n"},
+             {"main.yaml",
+              "version: 1\nflow: main\ntitle: M\nlanguages: [en]\nstart: s\nstates:\n"
+              "  s: { say: { en: Hello, hi: नमस्ते }, end: true }\n"}}
+        );
+        for (const auto& d : r.diagnostics.items())
+            CHECK_MESSAGE(d.code != "W106", d.message);
     }
 
     TEST_CASE("a text holding a control character through an escape is refused") {

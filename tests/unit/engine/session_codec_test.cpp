@@ -72,6 +72,10 @@ TEST_SUITE("engine/session_codec") {
             {R"({"v":1,"hist":["a"]})", "a member has the wrong type"},
             {R"({"v":1,"hist":[[1,"b"]]})", "a member has the wrong type"},
             {R"({"v":1,"stack":{}})", "a member has the wrong type"},
+            {R"({"v":1,"flow":"a","flow":"b"})", "a member is given twice"},
+            {R"({"v":1,"v":1})", "a member is given twice"},
+            {R"({"v":2,"v":1})", "unknown encoding version 2"},
+            {R"({"v":1,"slots":{},"slots":{}})", "a member is given twice"},
         };
         for (const auto& [json, message] : cases) {
             const auto decoded = decode_session(json);

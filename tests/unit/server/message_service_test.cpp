@@ -263,6 +263,47 @@ TEST_SUITE("server/message_service") {
         CHECK(f.send(R"({"user":"u","text":"Y","message_id":"m2"})").body == other.body);
     }
 
+    TEST_CASE("the interrupted message's id reused for another message is refused after recovery") {
+        Fixture f;
+        f.send(R"({"user":"u","text":"hello"})");
+        f.interrupt(R"({"user":"u","text":"X","message_id":"m1"})");
+        REQUIRE(f.store.get("u", {}).pending);
+        CHECK(f.store.get("u", {}).pending->fingerprint.size() == 16);
+        // "Y" under m1: the interrupted turn (X's) is finished and stored as m1's answer; Y is
+        // refused, not run, and not answered with X's turn.
+        auto reused = f.send(R"({"user":"u","text":"Y","message_id":"m1"})");
+        CHECK(reused.status == 409);
+        CHECK(reused.body.find(R"("code":"message_id_reused")") != std::string::npos);
+        CHECK(
+            f.calls ==
+            std::vector<std::string>{"GET status /applications/X", "GET status /applications/X"}
+        );
+        CHECK_FALSE(f.store.get("u", {}).pending);
+        // X's retry gets the recovered turn; Y under m1 stays refused.
+        auto retry = f.send(R"({"user":"u","text":"X","message_id":"m1"})");
+        CHECK(retry.status == 200);
+        CHECK(retry.body.find(R"({"type":"text","text":"Stage: Printed"})") != std::string::npos);
+        CHECK(f.send(R"({"user":"u","text":"Y","message_id":"m1"})").status == 409);
+        CHECK(f.calls.size() == 2);
+    }
+
+    TEST_CASE("a stored response carries its fingerprint as a last member, sent without it") {
+        Fixture f;
+        auto first = f.send(R"({"user":"u","text":"hello","message_id":"m1"})");
+        const auto stored = f.store.get("u", "m1").response;
+        REQUIRE(stored);
+        // A build without fingerprints would send the stored bytes: a valid response with one
+        // member more.
+        CHECK(stored->rfind(first.body.substr(0, first.body.size() - 1), 0) == 0);
+        const std::string tail = stored->substr(first.body.size() - 1);
+        CHECK(tail.rfind(R"(,"message_fingerprint":")", 0) == 0);
+        CHECK(
+            tail.size() == std::string_view(R"(,"message_fingerprint":"0123456789abcdef"})").size()
+        );
+        CHECK(tail.ends_with("\"}"));
+        CHECK(f.send(R"({"user":"u","text":"hello","message_id":"m1"})").body == first.body);
+    }
+
     // Past the chain limit, calls are failed without being sent, and an error branch that
     // calls again is failed too: the citizen gets the flow's answer, never a session left
     // waiting for a result no call will bring.

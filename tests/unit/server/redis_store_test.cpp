@@ -295,7 +295,7 @@ TEST_SUITE("server/redis_store") {
         w.session = R"({"v":1,"flow":"main","waiting":"call"})";
         w.session_ttl_ms = 60'000;
         w.pending = server::PendingCall{
-            "m1", engine::BackendCall{"c1", "status", "GET", "/status/A1", ""}, 1};
+            "m1", engine::BackendCall{"c1", "status", "GET", "/status/A1", ""}, 1, {}};
         w.hold_lease = "not-the-token";
         CHECK_FALSE(run(a->write(w)));
         CHECK_FALSE(run(a->load(user, ""))->pending);

@@ -325,7 +325,7 @@ TEST_SUITE("server/sqlite_store") {
             w.consent = server::Consent{i % 2 == 0, i, "api"};
             if (i == 19) {
                 w.pending = server::PendingCall{
-                    "wamid.19", {"c", "status", "GET", "/applications/" + secret, ""}, 1};
+                    "wamid.19", {"c", "status", "GET", "/applications/" + secret, ""}, 1, {}};
             }
             REQUIRE(run(store->write(w)));
             REQUIRE(run(store->write(turn("9198000000" + std::to_string(i), "other"))));
@@ -408,7 +408,7 @@ TEST_SUITE("server/sqlite_store") {
         CHECK_FALSE(first->session);
         CHECK(store->cache_misses() == 1);
         auto w = turn("u1", "s1");
-        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now};
+        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now, {}};
         REQUIRE(run(store->write(w)));
         auto second = run(store->load("u1", ""));
         REQUIRE(second);
@@ -449,7 +449,7 @@ TEST_SUITE("server/sqlite_store") {
         REQUIRE(run(store->load("u1", "")));  // now cached
         auto w = turn("u1", "s");
         w.session_ttl_ms = 10 * 3'600'000;
-        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now};
+        w.pending = server::PendingCall{"m1", {"c", "status", "GET", "/x", ""}, db.now, {}};
         REQUIRE(run(store->write(w)));
         CHECK(run(store->load("u1", ""))->pending);
         db.now += 3'600'000;  // the message retention: the sweep drops the call

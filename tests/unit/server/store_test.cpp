@@ -45,10 +45,23 @@ TEST_SUITE("server/store") {
     }
 
     TEST_CASE("pending calls round-trip through their encoding") {
-        server::PendingCall p{"m-1", {"f/s/2", "grievances", "POST", "/g", R"({"a":"\"x"})"}, 42};
+        server::PendingCall p{
+            "m-1", {"f/s/2", "grievances", "POST", "/g", R"({"a":"\"x"})"}, 42, {}};
         auto decoded = server::decode_pending_call(server::encode_pending_call(p));
         REQUIRE(decoded);
         CHECK(*decoded == p);
+        CHECK(server::encode_pending_call(p).find("fp") == std::string::npos);
+        p.fingerprint = "0123456789abcdef";
+        decoded = server::decode_pending_call(server::encode_pending_call(p));
+        REQUIRE(decoded);
+        CHECK(*decoded == p);
         CHECK(server::decode_pending_call("{}").error().code == "pending_decode");
+        CHECK(
+            server::decode_pending_call(
+                R"({"m":"","fp":1,"id":"c","b":"s","method":"GET","path":"/","body":"","at":1})"
+            )
+                .error()
+                .code == "pending_decode"
+        );
     }
 }

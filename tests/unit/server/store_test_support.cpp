@@ -44,7 +44,7 @@ void check_store_conformance(StoreUnderTest& s, const std::string& prefix) {
     // A write without a session leaves the stored one alone.
     TurnWrite pending;
     pending.user = a;
-    pending.pending = PendingCall{"m2", {"main/lookup/1", "status", "GET", "/x", ""}, 99};
+    pending.pending = PendingCall{"m2", {"main/lookup/1", "status", "GET", "/x", ""}, 99, {}};
     REQUIRE(run(store.write(pending)));
     loaded = run(store.load(a, {}));
     CHECK(loaded->session == R"({"v":1,"flow":"main"})");

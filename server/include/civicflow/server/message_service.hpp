@@ -129,12 +129,14 @@ private:
         const ChannelMessage& msg, const std::string& rid, CitizenState stored, Lease& lease
     );
     boost::asio::awaitable<engine::Result<engine::Ok>> erase_everything(const std::string& user);
-    // Performs the backend calls of `turn` (storing each as pending first) and resumes the
-    // turn with their results; collects replies and effects into `out`.
+    // Performs the backend calls of `turn` (storing each as pending first, with the id and
+    // fingerprint of the message whose turn it is) and resumes the turn with their results;
+    // collects replies and effects into `out`.
     boost::asio::awaitable<engine::Result<engine::Ok>> drive(
         engine::Turn& turn,
         const ChannelMessage& msg,
         const std::string& message_id,
+        const std::string& fingerprint,
         const std::string& rid,
         Outcome& out
     );
@@ -158,6 +160,7 @@ private:
         const engine::Effect& call_effect,
         const ChannelMessage& msg,
         const std::string& message_id,
+        const std::string& fingerprint,
         const std::string& rid,
         Outcome& out,
         int calls
@@ -166,9 +169,14 @@ private:
     engine::Session restore_session(
         const CitizenState& stored, const ChannelMessage& req, const std::string& rid
     ) const;
-    // Resumes or fails a call left pending by a crash; true when `req` is the very message
-    // whose call was interrupted (its turn is then not run again).
-    boost::asio::awaitable<engine::Result<bool>> resume_pending(
+    // What resume_pending() found `req` to be.
+    enum class Recovery {
+        kOther,        // another message than the interrupted one: run it
+        kThisMessage,  // the interrupted message itself: answered by the turn it started
+        kIdReused,     // another message with the interrupted one's id: refused (409)
+    };
+    // Resumes or fails a call left pending by a crash.
+    boost::asio::awaitable<engine::Result<Recovery>> resume_pending(
         const ChannelMessage& req,
         const std::string& rid,
         const PendingCall& pending,

@@ -21,9 +21,10 @@ struct PendingCall {
     std::string message_id;  // the message whose turn made the call ("" when none)
     engine::BackendCall call;
     std::int64_t started_at = 0;  // ms since the epoch
+    std::string fingerprint;      // that message's fingerprint ("": none, or an older record)
 
     bool operator==(const PendingCall& o) const {
-        return message_id == o.message_id && call.id == o.call.id &&
+        return message_id == o.message_id && fingerprint == o.fingerprint && call.id == o.call.id &&
                call.backend == o.call.backend && call.method == o.call.method &&
                call.path == o.call.path && call.body == o.call.body && started_at == o.started_at;
     }

@@ -1265,9 +1265,9 @@ void Checker::check_translations() {
         helpline_.languages.begin(), helpline_.languages.end()
     );
     const std::string helpline_list = join_some(helpline_.languages);
+    constexpr std::size_t kMaxListed = 5;  // languages named in one message
     auto warn_unreachable_languages = [&](const TextUse& use,
                                           const std::unordered_set<std::string_view>& declared) {
-        constexpr std::size_t kMaxListed = 5;
         std::vector<std::string> extra;
         for (const std::string& lang : use.languages) {
             if (!lang.empty() && declared.count(lang) == 0 && helpline_languages.count(lang) == 0 &&
@@ -1310,7 +1310,6 @@ void Checker::check_translations() {
                 warn_unreachable_languages(use, declared_set);
                 continue;
             }
-            constexpr std::size_t kMaxListed = 5;
             std::vector<std::string> missing;
             for (const std::string& lang : declared) {
                 if (present.count(lang) == 0) {

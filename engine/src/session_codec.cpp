@@ -69,10 +69,7 @@ public:
     bool Default() { return value_of_wrong_type(); }
 
     bool Bool(bool b) {
-        if (skip_ > 0 || depth_ != 1) {
-            return value_of_wrong_type();
-        }
-        if (field_ == Field::kOut) {
+        if (skip_ == 0 && depth_ == 1 && field_ == Field::kOut) {
             session.opted_out = b;
             return true;
         }
@@ -119,8 +116,6 @@ public:
                 case Field::kFsv:
                     session.flowset_version.assign(text);
                     return true;
-                case Field::kUnknown:
-                    return true;
                 default:
                     return value_of_wrong_type();
             }
@@ -159,8 +154,7 @@ public:
     }
 
     bool StartObject() {
-        if (skip_ > 0 || (depth_ == 1 && field_ == Field::kUnknown)) {
-            ++skip_;
+        if (enter_skipped()) {
             return true;
         }
         if (depth_ == 0 || (depth_ == 1 && field_ == Field::kSlots)) {
@@ -171,8 +165,7 @@ public:
     }
 
     bool EndObject(rapidjson::SizeType /*members*/) {
-        if (skip_ > 0) {
-            --skip_;
+        if (leave_skipped()) {
             return true;
         }
         --depth_;
@@ -180,8 +173,7 @@ public:
     }
 
     bool StartArray() {
-        if (skip_ > 0 || (depth_ == 1 && field_ == Field::kUnknown)) {
-            ++skip_;
+        if (enter_skipped()) {
             return true;
         }
         if (depth_ == 1 && (field_ == Field::kStack || field_ == Field::kHistory)) {
@@ -198,8 +190,7 @@ public:
     }
 
     bool EndArray(rapidjson::SizeType /*elements*/) {
-        if (skip_ > 0) {
-            --skip_;
+        if (leave_skipped()) {
             return true;
         }
         if (depth_ == 3) {
@@ -263,12 +254,30 @@ private:
         return Field::kUnknown;
     }
 
+    // Whether an object or array starts inside an unknown member (or is one): then counted
+    // in skip_ and not read.
+    bool enter_skipped() {
+        if (!in_unknown()) {
+            return false;
+        }
+        ++skip_;
+        return true;
+    }
+
+    // Whether an object or array that ends was skipped.
+    bool leave_skipped() {
+        if (skip_ == 0) {
+            return false;
+        }
+        --skip_;
+        return true;
+    }
+
+    bool in_unknown() const { return skip_ > 0 || (depth_ == 1 && field_ == Field::kUnknown); }
+
     // `fits_int`: the value is an int (the version must be one).
     bool integer(std::int64_t i, bool fits_int) {
-        if (skip_ > 0) {
-            return true;
-        }
-        if (depth_ != 1) {
+        if (skip_ > 0 || depth_ != 1) {
             return value_of_wrong_type();
         }
         switch (field_) {
@@ -294,19 +303,12 @@ private:
             case Field::kLastActive:
                 session.last_active = i;
                 return true;
-            case Field::kUnknown:
-                return true;
             default:
                 return value_of_wrong_type();
         }
     }
 
-    bool value_of_wrong_type() {
-        if (skip_ > 0 || (depth_ == 1 && field_ == Field::kUnknown)) {
-            return true;
-        }
-        return wrong();
-    }
+    bool value_of_wrong_type() { return in_unknown() ? true : wrong(); }
 
     // Stops the parse, saying what is wrong where the parser is.
     bool wrong() {

@@ -171,8 +171,8 @@ engine::Result<MessageRequest> parse_message_request(std::string_view body) {
 }
 
 std::string message_fingerprint(const MessageRequest& request) {
-    // Fields separated by a NUL, which no field holds (JSON strings may escape one, \u0000, so
-    // the kind leads and the lengths are fixed by position: "t"/"c", value, lang).
+    // The kind ("t" or "c"), the value's length, the value and the lang, separated by NULs: a
+    // value may hold a NUL (\u0000 in JSON), but its length fixes where it ends.
     std::string input;
     input.reserve(request.text.size() + request.reply_id.size() + request.lang.size() + 4);
     input += request.is_choice ? 'c' : 't';
